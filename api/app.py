@@ -1,0 +1,58 @@
+"""Flask application factory. ``gunicorn 'api.app:create_app()'`` works too."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from api.routes import bp
+from api.service import Services
+from common.db import make_engine, make_sessionmaker
+from common.errors import JobschedError
+from common.keys import Keys
+from common.redisstore import RedisStore, connect
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False
+    engine = make_engine(settings.database_url, pool_size=settings.api_threads,
+                         max_overflow=4) if settings.database_url.startswith("mysql") \
+        else make_engine(settings.database_url)
+    redis_client = connect(settings.redis_url, socket_timeout=5)
+    app.extensions["jobsched"] = Services(
+        settings=settings,
+        sessions=make_sessionmaker(engine),
+        store=RedisStore(redis_client, Keys(settings.redis_prefix)),
+    )
+    app.register_blueprint(bp)
+    _register_errors(app)
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(JobschedError)
+    def domain_error(e: JobschedError):
+        if e.status >= 500:
+            log.warning("request failed: %s", e.message, exc_info=e.__cause__ is not None)
+        return jsonify(e.to_dict()), e.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        code = (e.name or "error").lower().replace(" ", "_")
+        body = {"error": {"code": code, "message": e.description, "field": None}}
+        return jsonify(body), e.code
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        log.exception("unhandled error")
+        body = {"error": {"code": "internal_error", "message": "internal error", "field": None}}
+        return jsonify(body), 500

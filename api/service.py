@@ -1,0 +1,202 @@
+"""Use cases of the API. Each write follows one order: commit the database
+first, then update Redis. If Redis fails after the commit, the job is safe in
+the database and the dispatcher's reconciler puts it on the schedule."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, InterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.schemas import JobIn
+from common import cron
+from common.errors import DependencyUnavailable, NotFound, ValidationError
+from common.message import JobSpec
+from common.models import Alert, Execution, Job
+from common.redisstore import RedisStore
+from common.settings import Settings
+from common.timeutil import iso_ms, now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: sessionmaker
+    store: RedisStore
+
+    @contextmanager
+    def unit_of_work(self):
+        """One database transaction; driver outages become a 503 error."""
+        try:
+            with self.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError) as e:
+            raise DependencyUnavailable("database unavailable") from e
+
+
+def _apply(job: Job, data: JobIn, settings: Settings, now: int) -> None:
+    timeout = settings.default_timeout_ms if data.timeoutMs is None else data.timeoutMs
+    if timeout > settings.max_timeout_ms:
+        raise ValidationError(f"timeoutMs must be at most {settings.max_timeout_ms}",
+                              field="timeoutMs")
+    job.name = data.name
+    job.schedule = data.schedule
+    job.timezone = data.timezone
+    job.url = data.api
+    job.method = data.method
+    job.headers = data.headers
+    job.body = None if data.body is None else json.dumps(data.body)
+    job.type = data.type
+    job.timeout_ms = timeout
+    job.alert_webhook = data.alertWebhook
+    job.enabled = data.enabled
+    job.updated_at_ms = now
+    job.next_run_ms = cron.next_fire_ms(job.schedule, job.timezone, now) if job.enabled else None
+
+
+def _publish(services: Services, job: Job) -> None:
+    """Second half of a write: put the committed job on the Redis schedule."""
+    try:
+        services.store.upsert_job(job.id, JobSpec.from_job(job).to_json(), job.next_run_ms, job.version)
+    except RedisError:
+        log.warning("job %s saved but not yet scheduled (Redis unavailable); "
+                    "the dispatcher's reconciler will schedule it", job.id, exc_info=True)
+
+
+def create_job(services: Services, data: JobIn) -> dict:
+    now = now_ms()
+    job = Job(id=str(uuid.uuid4()), version=1, created_at_ms=now)
+    _apply(job, data, services.settings, now)
+    with services.unit_of_work() as session:
+        session.add(job)
+    _publish(services, job)
+    log.info("job %s created: schedule=%r url=%s", job.id, job.schedule, job.url)
+    return job_view(job, job.next_run_ms)
+
+
+def replace_job(services: Services, job_id: str, data: JobIn) -> dict:
+    now = now_ms()
+    with services.unit_of_work() as session:
+        job = _locked(session, job_id)
+        _apply(job, data, services.settings, now)
+        job.version += 1
+    _publish(services, job)
+    log.info("job %s replaced (version %d)", job.id, job.version)
+    return job_view(job, job.next_run_ms)
+
+
+def get_job(services: Services, job_id: str) -> dict:
+    with services.unit_of_work() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found", field="jobId")
+    return job_view(job, _live_next_run(services, job))
+
+
+def list_jobs(services: Services, limit: int) -> list[dict]:
+    with services.unit_of_work() as session:
+        jobs = session.scalars(select(Job).order_by(Job.created_at_ms.desc(), Job.id)
+                               .limit(limit)).all()
+    return [job_view(job, job.next_run_ms) for job in jobs]
+
+
+def list_executions(services: Services, job_id: str, limit: int) -> list[dict]:
+    with services.unit_of_work() as session:
+        if session.get(Job, job_id) is None:
+            raise NotFound(f"job {job_id} not found", field="jobId")
+        rows = session.scalars(
+            select(Execution).where(Execution.job_id == job_id)
+            .order_by(Execution.scheduled_at_ms.desc(), Execution.attempt.desc(),
+                      Execution.id.desc())
+            .limit(limit)).all()
+    return [execution_view(row) for row in rows]
+
+
+def list_alerts(services: Services, limit: int, job_id: str | None = None) -> list[dict]:
+    with services.unit_of_work() as session:
+        query = select(Alert).order_by(Alert.id.desc()).limit(limit)
+        if job_id:
+            query = query.where(Alert.job_id == job_id)
+        rows = session.scalars(query).all()
+    return [alert_view(row) for row in rows]
+
+
+def _locked(session: Session, job_id: str) -> Job:
+    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None:
+        raise NotFound(f"job {job_id} not found", field="jobId")
+    return job
+
+
+def _live_next_run(services: Services, job: Job) -> int | None:
+    """The dispatcher moves fires along in Redis; the database keeps the first."""
+    if not job.enabled:
+        return None
+    try:
+        score = services.store.client.zscore(services.store.keys.schedule, job.id)
+    except RedisError:
+        return job.next_run_ms
+    return job.next_run_ms if score is None else int(score)
+
+
+def job_view(job: Job, next_run_ms: int | None) -> dict:
+    return {
+        "jobId": job.id, "name": job.name, "schedule": job.schedule, "timezone": job.timezone,
+        "api": job.url, "method": job.method, "headers": job.headers or {},
+        "body": None if job.body is None else json.loads(job.body), "type": job.type,
+        "timeoutMs": job.timeout_ms, "alertWebhook": job.alert_webhook, "enabled": job.enabled,
+        "createdAt": iso_ms(job.created_at_ms), "updatedAt": iso_ms(job.updated_at_ms),
+        "nextRun": iso_ms(next_run_ms),
+    }
+
+
+def execution_view(row: Execution) -> dict:
+    return {
+        "executionId": row.execution_id, "jobId": row.job_id, "attempt": row.attempt,
+        "redelivered": row.redelivered, "scheduledAt": iso_ms(row.scheduled_at_ms),
+        "startedAt": iso_ms(row.started_at_ms), "finishedAt": iso_ms(row.finished_at_ms),
+        "status": row.status, "httpStatus": row.http_status, "durationMs": row.duration_ms,
+        "error": row.error, "response": row.response_snippet,
+    }
+
+
+def alert_view(row: Alert) -> dict:
+    return {
+        "alertId": row.id, "jobId": row.job_id, "executionId": row.execution_id,
+        "kind": row.kind, "message": row.message, "createdAt": iso_ms(row.created_at_ms),
+        "acknowledged": row.acknowledged,
+    }
+
+
+def health(services: Services) -> tuple[bool, dict]:
+    """Whether the database and Redis answer, with the time each took."""
+    import time
+
+    from sqlalchemy import text
+
+    checks = {}
+    start = time.perf_counter()
+    try:
+        with services.sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True}
+    except Exception as e:  # any failure means "down"; the reason is reported
+        checks["database"] = {"ok": False, "error": type(e).__name__}
+    checks["database"]["latencyMs"] = round((time.perf_counter() - start) * 1000, 1)
+    start = time.perf_counter()
+    try:
+        services.store.client.ping()
+        checks["redis"] = {"ok": True}
+    except RedisError as e:
+        checks["redis"] = {"ok": False, "error": type(e).__name__}
+    checks["redis"]["latencyMs"] = round((time.perf_counter() - start) * 1000, 1)
+    ok = all(c["ok"] for c in checks.values())
+    return ok, {"status": "ok" if ok else "unavailable", **checks}

@@ -1,0 +1,42 @@
+"""Database engine and session factory for SQLite and MySQL/MariaDB."""
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+
+def make_engine(url: str, **options) -> Engine:
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(url)
+        engine = create_engine(url, connect_args={"timeout": 30}, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_recycle", 3600)
+    options.setdefault("connect_args", {"connect_timeout": 5})
+    return create_engine(url, **options)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the API read while workers write; busy_timeout makes writers
+    # from several processes wait for each other instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)

@@ -1,0 +1,63 @@
+"""Every Redis key name, derived from one configurable prefix.
+
+| key                  | type         | holds                                                   |
+|----------------------|--------------|---------------------------------------------------------|
+| jobs                 | HASH         | job id -> job spec JSON (what a worker needs to call it) |
+| schedule             | ZSET         | job id -> next fire time (epoch ms)                     |
+| pending              | ZSET         | job id -> fire time claimed but not yet rescheduled     |
+| ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
+| inflight:<worker>    | LIST         | messages a worker holds (BLMOVE target) until acked     |
+| workers              | SET          | worker ids that may hold in-flight messages             |
+| worker:<worker>      | STRING + TTL | worker heartbeat                                        |
+| leader               | STRING + TTL | dispatcher lease: the leader's id                       |
+| wake                 | LIST         | nudges the dispatcher when an earlier fire is added     |
+| initialized          | STRING       | set once the schedule was built from the database       |
+
+This table is copied into README.md for redis-cli users.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "jobsched:"
+
+    @property
+    def jobs(self) -> str:
+        return self.prefix + "jobs"
+
+    @property
+    def schedule(self) -> str:
+        return self.prefix + "schedule"
+
+    @property
+    def pending(self) -> str:
+        return self.prefix + "pending"
+
+    @property
+    def ready(self) -> str:
+        return self.prefix + "ready"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def leader(self) -> str:
+        return self.prefix + "leader"
+
+    @property
+    def wake(self) -> str:
+        return self.prefix + "wake"
+
+    @property
+    def initialized(self) -> str:
+        return self.prefix + "initialized"
+
+    def inflight(self, worker_id: str) -> str:
+        return f"{self.prefix}inflight:{worker_id}"
+
+    def heartbeat(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"

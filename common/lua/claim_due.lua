@@ -1,0 +1,36 @@
+-- Claim due jobs: for each job whose fire time has come, push one fire
+-- message onto the ready list and park the job in `pending` until the
+-- dispatcher reschedules it. All in one atomic step, so a dispatcher that dies
+-- right after the claim loses nothing: the fire is already queued and the
+-- next leader reschedules whatever is left in `pending`.
+-- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready  KEYS[5] jobs
+-- ARGV[1] leader id (fencing token)  ARGV[2] now (epoch ms)  ARGV[3] max jobs
+-- Returns -1 when the caller does not hold the lease, else a flat array
+-- {job id, fire ms, spec json, ...}.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES',
+                       'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+local messages = {}
+for i = 1, #due, 2 do
+  local id, fire = due[i], due[i + 1]
+  redis.call('ZREM', KEYS[2], id)
+  local spec = redis.call('HGET', KEYS[5], id)
+  if spec then
+    messages[#messages + 1] = '{"r":0,"t":' .. fire .. ',"a":1,"spec":' .. spec .. '}'
+    redis.call('ZADD', KEYS[3], fire, id)
+    out[#out + 1] = id
+    out[#out + 1] = fire
+    out[#out + 1] = spec
+  end
+  if #messages == 500 then
+    redis.call('RPUSH', KEYS[4], unpack(messages))
+    messages = {}
+  end
+end
+if #messages > 0 then
+  redis.call('RPUSH', KEYS[4], unpack(messages))
+end
+return out

@@ -1,0 +1,92 @@
+"""The job spec kept in Redis and the fire message a worker executes.
+
+A fire message carries the whole spec, so a worker never reads the database
+to make a call. The dispatcher's Lua script builds messages by string
+concatenation, so the wire format is fixed:
+
+    {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>, "spec": {<JobSpec>}}
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+ATLEAST_ONCE = "ATLEAST_ONCE"
+ATMOST_ONCE = "ATMOST_ONCE"
+JOB_TYPES = (ATLEAST_ONCE, ATMOST_ONCE)
+
+
+def execution_id(job_id: str, fire_ms: int) -> str:
+    """Deterministic id of one fire: the same on every retry and redelivery."""
+    return f"{job_id}:{fire_ms}"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    version: int
+    schedule: str
+    timezone: str
+    url: str
+    method: str = "POST"
+    headers: dict = field(default_factory=dict)
+    body: str | None = None
+    content_type: str | None = None
+    type: str = ATLEAST_ONCE
+    timeout_ms: int = 10_000
+    alert_webhook: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "v": self.version, "id": self.id, "schedule": self.schedule, "tz": self.timezone,
+            "url": self.url, "method": self.method, "headers": self.headers,
+            "body": self.body, "contentType": self.content_type, "type": self.type,
+            "timeoutMs": self.timeout_ms, "alertWebhook": self.alert_webhook,
+        }, separators=(",", ":"))
+
+    @classmethod
+    def from_job(cls, job) -> "JobSpec":
+        """The spec of a ``common.models.Job`` row."""
+        body = None if job.body is None else json.loads(job.body)
+        if body is None or isinstance(body, str):
+            payload, content_type = body, None
+        else:
+            payload, content_type = json.dumps(body, separators=(",", ":")), "application/json"
+        return cls(
+            id=job.id, version=job.version, schedule=job.schedule, timezone=job.timezone,
+            url=job.url, method=job.method, headers=job.headers or {}, body=payload,
+            content_type=content_type, type=job.type, timeout_ms=job.timeout_ms,
+            alert_webhook=job.alert_webhook,
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobSpec":
+        return cls(
+            id=d["id"], version=d["v"], schedule=d["schedule"], timezone=d["tz"],
+            url=d["url"], method=d["method"], headers=d.get("headers") or {},
+            body=d.get("body"), content_type=d.get("contentType"), type=d["type"],
+            timeout_ms=d["timeoutMs"], alert_webhook=d.get("alertWebhook"),
+        )
+
+
+@dataclass(frozen=True)
+class FireMessage:
+    raw: bytes          # the exact bytes in Redis, needed to LREM on ack
+    spec: JobSpec
+    fire_ms: int
+    attempt: int
+    redeliveries: int
+
+    @property
+    def execution_id(self) -> str:
+        return execution_id(self.spec.id, self.fire_ms)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "FireMessage":
+        d = json.loads(raw)
+        return cls(raw=raw, spec=JobSpec.from_dict(d["spec"]), fire_ms=int(d["t"]),
+                   attempt=int(d["a"]), redeliveries=int(d.get("r", 0)))
+
+    @staticmethod
+    def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0) -> str:
+        return f'{{"r":{redeliveries},"t":{fire_ms},"a":{attempt},"spec":{spec_json}}}'

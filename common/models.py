@@ -1,0 +1,74 @@
+"""Database tables. Times are BIGINT epoch milliseconds (UTC) everywhere, so
+SQLite and MySQL store and compare them identically and without time zones.
+The schema changes only through Alembic migrations (migrations/versions)."""
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Index, Integer, String, Text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY columns.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    schedule: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    url: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(10), default="POST")
+    headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The body as the client gave it, JSON-encoded (so a string stays a string).
+    body: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16), default="ATLEAST_ONCE")
+    timeout_ms: Mapped[int] = mapped_column(Integer)
+    alert_webhook: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+    next_run_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Execution(Base):
+    """One row per attempt of one fire."""
+
+    __tablename__ = "executions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(64), index=True)
+    job_id: Mapped[str] = mapped_column(String(36))
+    attempt: Mapped[int] = mapped_column(Integer)
+    redelivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    scheduled_at_ms: Mapped[int] = mapped_column(BigInteger)
+    started_at_ms: Mapped[int] = mapped_column(BigInteger)
+    finished_at_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_snippet: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_executions_job_scheduled", "job_id", "scheduled_at_ms"),
+        Index("ix_executions_status_id", "status", "id"),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    execution_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)

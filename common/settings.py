@@ -1,0 +1,108 @@
+"""Configuration: one Settings object built from JOBSCHED_* environment variables.
+
+Nothing reads the environment at import time; each entry point calls
+``Settings.from_env()`` once and passes the result down explicitly.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from common.errors import ConfigError
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///data/jobsched.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "jobsched:"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_processes: int = 2
+    api_threads: int = 8
+    log_level: str = "INFO"
+    # Worker
+    worker_id: str = field(default_factory=_default_worker_id)
+    worker_threads: int = 32
+    worker_heartbeat_ttl_ms: int = 10_000
+    result_batch_size: int = 500
+    default_timeout_ms: int = 10_000
+    max_timeout_ms: int = 300_000
+    response_snippet_bytes: int = 1024
+    # Dispatcher
+    dispatcher_id: str = field(default_factory=_default_worker_id)
+    leader_lease_ms: int = 5_000
+    claim_batch_size: int = 1_000
+    misfire_grace_ms: int = 60_000
+    reconcile_interval_ms: int = 30_000
+    # History retention: rows per job kept by the dispatcher's pruning pass.
+    executions_kept_per_job: int = 1_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        base = cls()
+        settings = replace(
+            base,
+            database_url=env.get("JOBSCHED_DATABASE_URL") or base.database_url,
+            redis_url=env.get("JOBSCHED_REDIS_URL") or base.redis_url,
+            redis_prefix=env.get("JOBSCHED_REDIS_PREFIX") or base.redis_prefix,
+            api_host=env.get("JOBSCHED_API_HOST") or base.api_host,
+            api_port=_int(env, "JOBSCHED_API_PORT", base.api_port, 1),
+            api_processes=_int(env, "JOBSCHED_API_PROCESSES", base.api_processes, 1),
+            api_threads=_int(env, "JOBSCHED_API_THREADS", base.api_threads, 1),
+            log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
+            worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
+            worker_threads=_int(env, "JOBSCHED_WORKER_THREADS", base.worker_threads, 1),
+            worker_heartbeat_ttl_ms=_int(
+                env, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS", base.worker_heartbeat_ttl_ms, 500
+            ),
+            result_batch_size=_int(env, "JOBSCHED_RESULT_BATCH_SIZE", base.result_batch_size, 1),
+            default_timeout_ms=_int(
+                env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
+            ),
+            max_timeout_ms=_int(env, "JOBSCHED_MAX_TIMEOUT_MS", base.max_timeout_ms, 1),
+            dispatcher_id=env.get("JOBSCHED_DISPATCHER_ID") or base.dispatcher_id,
+            leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
+            claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),
+            misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
+            reconcile_interval_ms=_int(
+                env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
+            ),
+            executions_kept_per_job=_int(
+                env, "JOBSCHED_EXECUTIONS_KEPT_PER_JOB", base.executions_kept_per_job, 1
+            ),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.database_url.startswith(("sqlite", "mysql")):
+            raise ConfigError(
+                "JOBSCHED_DATABASE_URL must be a sqlite:// or mysql+pymysql:// URL"
+            )
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("JOBSCHED_REDIS_URL must be a redis:// URL")
+        if self.default_timeout_ms > self.max_timeout_ms:
+            raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("JOBSCHED_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")

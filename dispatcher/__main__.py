@@ -1,0 +1,27 @@
+"""Entry point: ``jobsched dispatcher`` or ``python -m dispatcher``."""
+from __future__ import annotations
+
+import signal
+
+from common.db import make_engine, make_sessionmaker
+from common.keys import Keys
+from common.logs import configure
+from common.redisstore import RedisStore, connect
+from common.settings import Settings
+from dispatcher.loop import Dispatcher
+
+
+def main(settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env()
+    configure(settings.log_level, "dispatcher")
+    store = RedisStore(connect(settings.redis_url, socket_timeout=10),
+                       Keys(settings.redis_prefix))
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    dispatcher = Dispatcher(settings, store, sessions)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: dispatcher.stop_event.set())
+    dispatcher.run_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The dispatcher's loop: ``run_once(now) -> seconds to sleep``, and
+``run_forever()`` which sleeps until the earliest fire (woken early through
+the ``wake`` list when the API adds an earlier one)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from common.redisstore import RedisStore
+from common.settings import Settings
+from common.timeutil import now_ms
+from dispatcher.leader import Lease
+from dispatcher.reaper import requeue_dead_workers
+from dispatcher.reconciler import reconcile
+from dispatcher.scheduling import LostLease, dispatch_due, recover_pending
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S = 0.5          # bounds reaction to a stop request and to housekeeping
+REDIS_TIMER_SLACK_S = 0.11
+REAP_INTERVAL_MS = 1_000
+CHECK_INIT_INTERVAL_MS = 1_000
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, store: RedisStore, sessions: sessionmaker):
+        self.settings = settings
+        self.store = store
+        self.sessions = sessions
+        self.lease = Lease(store, settings.dispatcher_id, settings.leader_lease_ms)
+        self.stop_event = threading.Event()
+        self._was_leader = False
+        self._next_reap = 0
+        self._next_init_check = 0
+        self._next_reconcile = 0
+
+    def run_once(self, now: int) -> float:
+        if not self.lease.hold():
+            self._was_leader = False
+            return self.settings.leader_lease_ms / 3000.0
+        s = self.settings
+        try:
+            if not self._was_leader:
+                self._next_reconcile = 0
+                self._was_leader = True
+            self._housekeeping(now)
+            recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms)
+            dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
+                         s.misfire_grace_ms)
+        except LostLease:
+            log.warning("lease lost during dispatch; standing by")
+            self._was_leader = False
+            return 0.0
+        return self._seconds_until_next(now_ms())
+
+    def _housekeeping(self, now: int) -> None:
+        s = self.settings
+        if now >= self._next_init_check:
+            self._next_init_check = now + CHECK_INIT_INTERVAL_MS
+            if not self.store.client.exists(self.store.keys.initialized):
+                log.warning("schedule not initialized in Redis: rebuilding from the database")
+                self._next_reconcile = 0
+        if now >= self._next_reconcile:
+            try:
+                reconcile(self.store, self.sessions, now)
+                self._next_reconcile = now + s.reconcile_interval_ms
+            except SQLAlchemyError:
+                log.warning("reconcile skipped: database unavailable", exc_info=True)
+                self._next_reconcile = now + 1_000
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL_MS
+            requeue_dead_workers(self.store, s.dispatcher_id)
+
+    def _seconds_until_next(self, now: int) -> float:
+        head = self.store.client.zrange(self.store.keys.schedule, 0, 0, withscores=True)
+        renew_in = self.settings.leader_lease_ms / 3000.0
+        if not head:
+            return min(MAX_SLEEP_S, renew_in)
+        return max(0.0, min((head[0][1] - now) / 1000.0, MAX_SLEEP_S, renew_in))
+
+    def _wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if seconds <= REDIS_TIMER_SLACK_S:
+            time.sleep(seconds)
+            return
+        # BLPOP on `wake` sleeps but returns as soon as the API schedules an
+        # earlier fire. Redis notices an expired blocking timeout only on its
+        # next timer tick (up to 100 ms late at hz 10), so block until a tick
+        # before the due time; the next loop sleeps the rest locally.
+        timeout = seconds - REDIS_TIMER_SLACK_S
+        if self.store.client.blpop([self.store.keys.wake], timeout=timeout):
+            self.store.client.delete(self.store.keys.wake)
+
+    def run_forever(self) -> None:
+        log.info("dispatcher %s ready (lease %d ms)", self.settings.dispatcher_id,
+                 self.settings.leader_lease_ms)
+        while not self.stop_event.is_set():
+            try:
+                self._wait(self.run_once(now_ms()))
+            except RedisError:
+                log.warning("Redis unavailable; retrying", exc_info=True)
+                self.stop_event.wait(1.0)
+        try:
+            self.lease.release()
+        except RedisError:
+            pass
+        log.info("dispatcher %s stopped", self.settings.dispatcher_id)

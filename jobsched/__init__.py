@@ -1,0 +1,1 @@
+"""jobsched: command line entry points (``jobsched api|dispatcher|worker|migrate|embedded``)."""

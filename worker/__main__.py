@@ -1,0 +1,29 @@
+"""Entry point: ``jobsched worker`` or ``python -m worker``."""
+from __future__ import annotations
+
+import signal
+
+from common.db import make_engine
+from common.keys import Keys
+from common.logs import configure
+from common.redisstore import RedisStore, connect
+from common.settings import Settings
+from worker.runner import POP_TIMEOUT_S, Worker
+
+
+def main(settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env()
+    configure(settings.log_level, "worker")
+    # The socket must outlive the blocking pop.
+    client = connect(settings.redis_url, socket_timeout=POP_TIMEOUT_S + 10,
+                     max_connections=settings.worker_threads + 8)
+    store = RedisStore(client, Keys(settings.redis_prefix))
+    engine = make_engine(settings.database_url)
+    worker = Worker(settings, store, engine)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop_event.set())
+    worker.run_forever()
+
+
+if __name__ == "__main__":
+    main()

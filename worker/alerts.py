@@ -1,0 +1,61 @@
+"""Alert rows for failed attempts, and their webhook delivery."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from common.timeutil import iso_ms
+from worker.http import FAILED, Outcome, make_session
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TIMEOUT_S = 5.0
+
+
+def alert_row(outcome: Outcome) -> dict | None:
+    if outcome.status != FAILED:
+        return None
+    msg = outcome.message
+    return {
+        "job_id": msg.spec.id, "execution_id": msg.execution_id, "kind": "execution_failed",
+        "message": f"attempt {msg.attempt} of {msg.spec.method} {msg.spec.url} failed: "
+                   f"{outcome.error}",
+        "created_at_ms": outcome.finished_ms, "acknowledged": False,
+    }
+
+
+def webhook_payload(outcome: Outcome, alert: dict) -> dict:
+    msg = outcome.message
+    return {
+        "event": alert["kind"], "jobId": msg.spec.id, "executionId": msg.execution_id,
+        "attempt": msg.attempt, "scheduledAt": iso_ms(msg.fire_ms), "status": outcome.status,
+        "httpStatus": outcome.http_status, "error": outcome.error, "message": alert["message"],
+        "target": msg.spec.url, "createdAt": iso_ms(alert["created_at_ms"]),
+    }
+
+
+class WebhookSender:
+    """Posts alert webhooks off the hot path, once the alert row is committed."""
+
+    def __init__(self, threads: int = 4):
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook")
+        self._session = make_session(threads)
+
+    def send(self, url: str, payload: dict) -> None:
+        self._pool.submit(self._post, url, payload)
+
+    def _post(self, url: str, payload: dict) -> None:
+        try:
+            response = self._session.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S,
+                                          allow_redirects=False)
+            if response.status_code >= 300:
+                log.warning("alert webhook for job %s answered HTTP %d", payload["jobId"],
+                            response.status_code)
+        except requests.RequestException as e:
+            log.warning("alert webhook for job %s failed: %s", payload["jobId"],
+                        type(e).__name__)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

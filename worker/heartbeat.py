@@ -1,0 +1,44 @@
+"""The worker's heartbeat: while it beats, nobody takes its in-flight work."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from redis.exceptions import RedisError
+
+from common.redisstore import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store: RedisStore, worker_id: str, ttl_ms: int):
+        super().__init__(name="heartbeat", daemon=True)
+        self.store = store
+        self.worker_id = worker_id
+        self.ttl_ms = ttl_ms
+        self._stopping = threading.Event()
+
+    def beat(self) -> None:
+        k = self.store.keys
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.set(k.heartbeat(self.worker_id), "1", px=self.ttl_ms)
+        # Registered again on every beat so a flushed Redis learns of us anew.
+        pipe.sadd(k.workers, self.worker_id)
+        pipe.execute()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.ttl_ms / 3000.0):
+            try:
+                self.beat()
+            except RedisError:
+                log.warning("heartbeat failed: Redis unavailable")
+
+    def stop(self) -> None:
+        """Stop beating and drop the heartbeat so leftovers are requeued at once."""
+        self._stopping.set()
+        self.join()
+        try:
+            self.store.client.delete(self.store.keys.heartbeat(self.worker_id))
+        except RedisError:
+            log.warning("could not remove heartbeat; it will expire")
