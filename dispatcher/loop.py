@@ -40,6 +40,8 @@ class Dispatcher:
         self._next_reconcile = 0
 
     def run_once(self, now: int) -> float:
+        """One step at time ``now`` (epoch ms); returns seconds to sleep."""
+        started = time.monotonic()
         if not self.lease.hold():
             self._was_leader = False
             return self.settings.leader_lease_ms / 3000.0
@@ -56,7 +58,8 @@ class Dispatcher:
             log.warning("lease lost during dispatch; standing by")
             self._was_leader = False
             return 0.0
-        return self._seconds_until_next(now_ms())
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        return self._seconds_until_next(now + elapsed_ms)
 
     def _housekeeping(self, now: int) -> None:
         s = self.settings

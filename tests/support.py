@@ -1,0 +1,205 @@
+"""Test helpers: polling with a deadline, a recording HTTP target, and a
+harness that runs the real jobsched processes."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = ""):
+    """Poll ``predicate`` until it returns a truthy value; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+# -- the HTTP target ------------------------------------------------------
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+    arrived_ms: int
+
+    @property
+    def scheduled_ms(self) -> int:
+        return int(self.headers["X-Jobsched-Execution-Id"].rsplit(":", 1)[1])
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Target:
+    """A local HTTP server that records every request it receives.
+
+    Paths choose the answer: /ok -> 200, /status/<code> -> that code,
+    /sleep/<ms> -> 200 after ms, /hang-first/<ms> -> the first request on this
+    path waits ms (later ones answer at once).
+    """
+
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.lock = threading.Lock()
+        self._seen_paths: set[str] = set()
+        self.release = threading.Event()
+        target = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                record = Received(self.command, self.path, dict(self.headers.items()), body,
+                                  time.time_ns() // 1_000_000)
+                with target.lock:
+                    target.requests.append(record)
+                    first = self.path not in target._seen_paths
+                    target._seen_paths.add(self.path)
+                code = 200
+                parts = self.path.strip("/").split("/")
+                if parts[0] == "status":
+                    code = int(parts[1])
+                elif parts[0] == "sleep":
+                    target.release.wait(int(parts[1]) / 1000)
+                elif parts[0] == "hang-first" and first:
+                    target.release.wait(int(parts[1]) / 1000)
+                payload = b'{"ok": true}'
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self, path_prefix: str | None = None) -> list[Received]:
+        with self.lock:
+            items = list(self.requests)
+        return [r for r in items if path_prefix is None or r.path.startswith(path_prefix)]
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the real processes ---------------------------------------------------
+
+@dataclass
+class Processes:
+    """Starts jobsched processes with a given environment and stops them."""
+
+    env: dict
+    log_dir: Path
+    procs: dict = field(default_factory=dict)
+
+    def start(self, name: str, command: str, **extra_env) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "jobsched.cli", command],
+                                env={**self.env, **{k: str(v) for k, v in extra_env.items()}},
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self, name: str, timeout: float = 30) -> int:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM")
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            try:
+                self.stop(name)
+            except AssertionError:
+                pass
+
+    def dump_logs(self) -> str:
+        return "\n".join(f"----- {p.stem} -----\n{p.read_text(errors='replace')[-4000:]}"
+                         for p in sorted(self.log_dir.glob("*.log")))
+
+
+class Api:
+    """A small client of the running API."""
+
+    def __init__(self, base_url: str):
+        self.base = base_url
+        self.http = requests.Session()
+
+    def __getattr__(self, method):
+        def send(path, **kwargs):
+            kwargs.setdefault("timeout", 10)
+            return self.http.request(method.upper(), self.base + path, **kwargs)
+        return send
+
+    def create(self, **job) -> dict:
+        response = self.post("/jobs", json=job)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def healthy(self) -> bool:
+        try:
+            return self.get("/health", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+
+def python_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBSCHED_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,182 @@
+"""The REST API over a real database and a real Redis (Flask's test client,
+no processes): contract, validation errors, nothing half-written."""
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from api.app import create_app
+from common.models import Job
+from common.settings import Settings
+
+VALID = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook",
+         "type": "ATLEAST_ONCE"}
+
+
+@pytest.fixture
+def client(backend):
+    app = create_app(Settings(database_url=backend.database_url,
+                              redis_url=backend.redis_url, redis_prefix=backend.prefix))
+    return app.test_client()
+
+
+def job_count(sessions) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Job))
+
+
+def test_create_answers_201_with_id_and_next_run_and_schedules_it(client, store):
+    r = client.post("/jobs", json=VALID)
+    assert r.status_code == 201
+    job = r.get_json()
+    assert job["jobId"] and job["type"] == "ATLEAST_ONCE" and job["method"] == "POST"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", job["nextRun"])
+    second = int(job["nextRun"][17:19])
+    assert second % 5 == 0 and job["nextRun"][19:] == ".000Z"
+    assert store.client.zscore(store.keys.schedule, job["jobId"]) is not None
+    assert client.get(f"/jobs/{job['jobId']}").get_json() == job
+
+
+def test_type_defaults_to_atleast_once_and_atmost_once_is_accepted(client):
+    r = client.post("/jobs", json={"schedule": "* * * * *", "api": "https://example.test/"})
+    assert r.status_code == 201 and r.get_json()["type"] == "ATLEAST_ONCE"
+    r = client.post("/jobs", json={**VALID, "type": "ATMOST_ONCE"})
+    assert r.status_code == 201 and r.get_json()["type"] == "ATMOST_ONCE"
+
+
+def test_five_field_cron_fires_at_second_zero(client):
+    job = client.post("/jobs", json={**VALID, "schedule": "* * * * *"}).get_json()
+    assert job["nextRun"][17:] == "00.000Z"
+
+
+def test_job_fields_round_trip(client):
+    payload = {**VALID, "name": "nightly report", "timezone": "Europe/Paris", "method": "PUT",
+               "headers": {"Authorization": "Bearer x"}, "body": {"n": [1, 2]},
+               "timeoutMs": 2500, "alertWebhook": "http://127.0.0.1:9/alerts",
+               "enabled": True}
+    job = client.post("/jobs", json=payload).get_json()
+    for key, value in payload.items():
+        assert job[key if key != "api" else "api"] == value
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({**VALID, "schedule": "not a cron"}, "schedule"),
+    ({**VALID, "schedule": "61 * * * * *"}, "schedule"),
+    ({"schedule": "* * * * * *"}, "api"),
+    ({"api": "http://127.0.0.1/"}, "schedule"),
+    ({**VALID, "api": "ftp://127.0.0.1/file"}, "api"),
+    ({**VALID, "api": "not a url"}, "api"),
+    ({**VALID, "type": "EXACTLY_ONCE"}, "type"),
+    ({**VALID, "timezone": "Mars/Olympus"}, "timezone"),
+    ({**VALID, "method": "TRACE"}, "method"),
+    ({**VALID, "timeoutMs": 0}, "timeoutMs"),
+    ({**VALID, "timeoutMs": 10_000_000}, "timeoutMs"),
+    ({**VALID, "timeoutMs": "100"}, "timeoutMs"),
+    ({**VALID, "headers": {"Bad Name": "x"}}, "headers"),
+    ({**VALID, "headers": {"X": 1}}, "headers.X"),
+    ({**VALID, "alertWebhook": "mailto:ops@example.test"}, "alertWebhook"),
+    ({**VALID, "enabled": "yes"}, "enabled"),
+    ({**VALID, "scheduel": "* * * * * *"}, "scheduel"),
+])
+def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions, store,
+                                                                payload, field):
+    r = client.post("/jobs", json=payload)
+    assert r.status_code == 400, r.get_json()
+    error = r.get_json()["error"]
+    assert error["field"] == field
+    assert error["code"] == "invalid_request" and error["message"]
+    assert job_count(sessions) == 0
+    assert store.client.zcard(store.keys.schedule) == 0
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"text"'])
+def test_a_body_that_is_not_a_json_object_is_a_400(client, sessions, raw):
+    r = client.post("/jobs", data=raw, content_type="application/json")
+    assert r.status_code == 400
+    assert r.get_json()["error"]["message"]
+    assert job_count(sessions) == 0
+
+
+def test_unknown_job_is_404_everywhere(client):
+    missing = "00000000-0000-0000-0000-000000000000"
+    for r in (client.get(f"/jobs/{missing}"), client.put(f"/jobs/{missing}", json=VALID),
+              client.get(f"/jobs/{missing}/executions")):
+        assert r.status_code == 404
+        assert r.get_json()["error"]["code"] == "not_found"
+
+
+def test_put_replaces_the_job_and_its_schedule(client, store):
+    job = client.post("/jobs", json=VALID).get_json()
+    r = client.put(f"/jobs/{job['jobId']}", json={**job, "schedule": "0 0 12 * * *",
+                                                  "api": "http://127.0.0.1:9999/other"})
+    assert r.status_code == 200, r.get_json()
+    changed = r.get_json()
+    assert changed["api"] == "http://127.0.0.1:9999/other"
+    assert changed["nextRun"][11:] == "12:00:00.000Z"
+    assert changed["createdAt"] == job["createdAt"]
+    spec = store.client.hget(store.keys.jobs, job["jobId"])
+    assert b'"v":2' in spec and b"/other" in spec
+
+
+def test_a_bad_put_leaves_the_job_unchanged(client, store):
+    job = client.post("/jobs", json=VALID).get_json()
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "schedule": "nope"})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "schedule"
+    assert client.get(f"/jobs/{job['jobId']}").get_json()["schedule"] == VALID["schedule"]
+    assert b'"v":1' in store.client.hget(store.keys.jobs, job["jobId"])
+
+
+def test_disabling_a_job_takes_it_off_the_schedule(client, store):
+    job = client.post("/jobs", json=VALID).get_json()
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "enabled": False})
+    assert r.get_json()["nextRun"] is None
+    assert store.client.zscore(store.keys.schedule, job["jobId"]) is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "ten"])
+def test_history_limit_is_validated(client, limit):
+    job = client.post("/jobs", json=VALID).get_json()
+    r = client.get(f"/jobs/{job['jobId']}/executions?limit={limit}")
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "limit"
+
+
+def test_unknown_route_and_method_answer_json(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+    r = client.delete("/health")
+    assert r.status_code == 405 and "error" in r.get_json()
+
+
+def test_oversized_request_is_413(client):
+    r = client.post("/jobs", data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+                    content_type="application/json")
+    assert r.status_code == 413
+
+
+def test_health_reports_each_dependency(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["database"]["ok"] and body["redis"]["ok"]
+
+
+def test_health_is_503_when_redis_does_not_answer(backend):
+    from tests.support import free_port
+    app = create_app(Settings(database_url=backend.database_url,
+                              redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    r = app.test_client().get("/health")
+    assert r.status_code == 503
+    body = r.get_json()
+    assert body["redis"]["ok"] is False and body["database"]["ok"] is True
+
+
+def test_database_down_is_a_503_json_error_and_health_says_so(backend):
+    from tests.support import free_port
+    url = f"mysql+pymysql://root@127.0.0.1:{free_port()}/none"
+    client = create_app(Settings(database_url=url, redis_url=backend.redis_url,
+                                 redis_prefix=backend.prefix)).test_client()
+    r = client.post("/jobs", json=VALID)
+    assert r.status_code == 503
+    assert r.get_json()["error"]["code"] == "dependency_unavailable"
+    health = client.get("/health")
+    assert health.status_code == 503 and health.get_json()["database"]["ok"] is False

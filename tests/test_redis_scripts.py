@@ -1,0 +1,119 @@
+"""The Lua scripts against a real Redis server: atomic claim, fencing,
+rescheduling that yields to a concurrent API write, requeue of dead workers."""
+import json
+
+from common.message import FireMessage, JobSpec
+
+
+def spec(job_id: str, version: int = 1, schedule: str = "* * * * * *") -> str:
+    return JobSpec(id=job_id, version=version, schedule=schedule, timezone="UTC",
+                   url="http://127.0.0.1:1/x").to_json()
+
+
+def test_lease_is_exclusive_and_renewable(store):
+    assert store.hold_lease("a", 1000)
+    assert store.hold_lease("a", 1000)
+    assert not store.hold_lease("b", 1000)
+    store.client.delete(store.keys.leader)
+    assert store.hold_lease("b", 1000)
+    assert not store.hold_lease("a", 1000)
+
+
+def test_claim_queues_one_message_per_due_job_and_parks_it_in_pending(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    store.upsert_job("due", spec("due"), 1000, 1)
+    store.upsert_job("later", spec("later"), 5000, 1)
+    claimed = store.claim_due("me", 2000, 100)
+    assert [(job_id, fire) for job_id, fire, _ in claimed] == [("due", 1000)]
+    ready = store.client.lrange(k.ready, 0, -1)
+    assert len(ready) == 1
+    msg = FireMessage.decode(ready[0])
+    assert (msg.spec.id, msg.fire_ms, msg.attempt, msg.redeliveries) == ("due", 1000, 1, 0)
+    assert msg.execution_id == "due:1000"
+    assert store.client.zscore(k.pending, "due") == 1000
+    assert store.client.zscore(k.schedule, "due") is None
+    assert store.client.zscore(k.schedule, "later") == 5000
+
+
+def test_claim_is_bounded_per_call(store):
+    store.hold_lease("me", 5000)
+    for i in range(25):
+        store.upsert_job(f"j{i}", spec(f"j{i}"), 1000 + i, 1)
+    assert len(store.claim_due("me", 10_000, 10)) == 10
+    assert len(store.claim_due("me", 10_000, 10)) == 10
+    assert len(store.claim_due("me", 10_000, 10)) == 5
+    assert store.client.llen(store.keys.ready) == 25
+
+
+def test_a_dispatcher_without_the_lease_is_fenced(store):
+    store.hold_lease("leader", 5000)
+    store.upsert_job("j", spec("j"), 1000, 1)
+    assert store.claim_due("ex-leader", 2000, 100) is None
+    assert store.client.llen(store.keys.ready) == 0
+    claimed = store.claim_due("leader", 2000, 100)
+    assert store.reschedule("ex-leader", [("j", 1000, 2000)]) is None
+    assert store.client.zscore(store.keys.pending, "j") == 1000
+    assert claimed
+
+
+def test_reschedule_yields_to_an_api_write_made_after_the_claim(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    store.upsert_job("j", spec("j", 1), 1000, 1)
+    store.claim_due("me", 1500, 100)
+    store.upsert_job("j", spec("j", 2, "*/10 * * * * *"), 10_000, 2)  # PUT meanwhile
+    assert store.reschedule("me", [("j", 1000, 2000)]) == 0
+    assert store.client.zscore(k.schedule, "j") == 10_000
+    assert store.client.zscore(k.pending, "j") is None
+
+
+def test_upsert_never_replaces_a_newer_version(store):
+    assert store.upsert_job("j", spec("j", 3), 3000, 3)
+    assert not store.upsert_job("j", spec("j", 2), 2000, 2)
+    assert json.loads(store.client.hget(store.keys.jobs, "j"))["v"] == 3
+    assert store.client.zscore(store.keys.schedule, "j") == 3000
+
+
+def test_upsert_of_the_earliest_fire_wakes_the_dispatcher(store):
+    k = store.keys
+    store.upsert_job("late", spec("late"), 9000, 1)
+    assert store.client.llen(k.wake) == 1
+    store.client.delete(k.wake)
+    store.upsert_job("later", spec("later"), 10_000, 1)
+    assert store.client.llen(k.wake) == 0
+    store.upsert_job("early", spec("early"), 1000, 1)
+    assert store.client.llen(k.wake) == 1
+
+
+def test_disabled_job_leaves_the_schedule(store):
+    store.upsert_job("j", spec("j"), 1000, 1)
+    store.upsert_job("j", spec("j", 2), None, 2)
+    assert store.client.zscore(store.keys.schedule, "j") is None
+    assert store.client.hexists(store.keys.jobs, "j")
+
+
+def test_dead_worker_messages_are_requeued_with_a_redelivery_mark(store):
+    k = store.keys
+    store.hold_lease("leader", 5000)
+    raw = FireMessage.encode(spec("j"), 1000)
+    store.client.sadd(k.workers, "w1")
+    store.client.rpush(k.inflight("w1"), raw)
+    store.client.set(k.heartbeat("w1"), "1", px=5000)
+    assert store.requeue_dead_worker("w1", "leader") == 0  # still alive
+    assert store.requeue_dead_worker("w1", "not-leader") is None
+    store.client.delete(k.heartbeat("w1"))
+    assert store.requeue_dead_worker("w1", "leader") == 1
+    (requeued,) = store.client.lrange(k.ready, 0, -1)
+    msg = FireMessage.decode(requeued)
+    assert (msg.execution_id, msg.redeliveries, msg.attempt) == ("j:1000", 1, 1)
+    assert store.client.llen(k.inflight("w1")) == 0
+    assert not store.client.sismember(k.workers, "w1")
+
+
+def test_a_restarted_worker_hands_back_its_previous_inflight(store):
+    k = store.keys
+    store.client.rpush(k.inflight("w1"), FireMessage.encode(spec("j"), 1000))
+    store.client.set(k.heartbeat("w1"), "1", px=5000)  # its previous life's heartbeat
+    assert store.requeue_own_leftovers("w1") == 1
+    assert store.client.llen(k.ready) == 1
