@@ -24,6 +24,10 @@ class _Gunicorn(BaseApplication):
         self.cfg.set("threads", s.api_threads)
         self.cfg.set("graceful_timeout", 10)
         self.cfg.set("loglevel", s.log_level.lower())
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25 opens a control socket at one fixed path per user;
+            # several APIs on one machine would fight over it.
+            self.cfg.set("control_socket_disable", True)
         self.cfg.set("when_ready", lambda server: log.info(
             "api ready on http://%s:%d (%d processes)", s.api_host, s.api_port,
             s.api_processes))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import JobIn
 from common import cron
+from common.logs import target_for_log
 from common.errors import DependencyUnavailable, NotFound, ValidationError
 from common.message import JobSpec
 from common.models import Alert, Execution, Job
@@ -78,7 +79,8 @@ def create_job(services: Services, data: JobIn) -> dict:
     with services.unit_of_work() as session:
         session.add(job)
     _publish(services, job)
-    log.info("job %s created: schedule=%r url=%s", job.id, job.schedule, job.url)
+    log.info("job %s created: schedule=%r target=%s", job.id, job.schedule,
+             target_for_log(job.url))
     return job_view(job, job.next_run_ms)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 _SECRET_NAME = re.compile(r"auth|token|secret|password|passwd|api[-_]?key|cookie|signature",
                           re.IGNORECASE)
@@ -18,6 +19,15 @@ def configure(level: str, process: str) -> None:
 def redact_headers(headers: dict | None) -> dict:
     """Headers safe to log: values of auth/token/secret-like names are hidden."""
     return {k: ("***" if _SECRET_NAME.search(k) else v) for k, v in (headers or {}).items()}
+
+
+def target_for_log(url: str) -> str:
+    """Only scheme, host and port of a target: paths and queries of webhook
+    URLs often are the secret (e.g. Slack incoming webhooks)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
 
 
 def redact_url(url: str) -> str:

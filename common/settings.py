@@ -54,8 +54,6 @@ class Settings:
     claim_batch_size: int = 1_000
     misfire_grace_ms: int = 60_000
     reconcile_interval_ms: int = 30_000
-    # History retention: rows per job kept by the dispatcher's pruning pass.
-    executions_kept_per_job: int = 1_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -87,9 +85,6 @@ class Settings:
             misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
             reconcile_interval_ms=_int(
                 env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
-            ),
-            executions_kept_per_job=_int(
-                env, "JOBSCHED_EXECUTIONS_KEPT_PER_JOB", base.executions_kept_per_job, 1
             ),
         )
         settings.validate()

@@ -74,7 +74,8 @@ class Worker:
             try:
                 msg = FireMessage.decode(raw)
             except (ValueError, KeyError, TypeError):
-                log.error("dropping malformed message: %r", raw[:200])
+                # Not logged verbatim: a message carries the job's headers.
+                log.error("dropping a malformed message of %d bytes", len(raw))
                 self.store.client.lrem(self.inflight, 1, raw)
                 return
             if msg.spec.type == ATMOST_ONCE:
