@@ -19,11 +19,16 @@ def _services() -> service.Services:
     return current_app.extensions["jobsched"]
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_body():
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        # NaN and Infinity are not JSON: refused rather than sent on to a target.
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValidationError("request body is not valid JSON", field=None) from None
 
 
@@ -38,6 +43,17 @@ def _limit(default: int) -> int:
     if not 1 <= value <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     return value
+
+
+def _flag(name: str) -> bool | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ValidationError(f"{name} must be true or false", field=name)
 
 
 @bp.post("/jobs")
@@ -65,6 +81,33 @@ def replace_job(job_id: str):
 def job_executions(job_id: str):
     rows = service.list_executions(_services(), job_id, _limit(DEFAULT_HISTORY))
     return jsonify({"executions": rows})
+
+
+EXECUTION_STATUSES = ("SUCCESS", "FAILED", "SKIPPED")
+
+
+@bp.get("/executions")
+def recent_executions():
+    status = request.args.get("status")
+    if status is not None and status not in EXECUTION_STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(EXECUTION_STATUSES)}",
+                              field="status")
+    final = _flag("final")
+    rows = service.list_recent_executions(_services(), _limit(50), status, final,
+                                          request.args.get("jobId"))
+    return jsonify({"executions": rows})
+
+
+@bp.get("/executions/dead-letter")
+def dead_letter():
+    rows = service.list_recent_executions(_services(), _limit(50), "FAILED", True,
+                                          request.args.get("jobId"))
+    return jsonify({"executions": rows})
+
+
+@bp.post("/executions/<execution_id>/replay")
+def replay(execution_id: str):
+    return jsonify(service.replay_execution(_services(), execution_id)), 202
 
 
 @bp.get("/alerts")

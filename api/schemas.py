@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -14,8 +15,21 @@ from common.message import ATLEAST_ONCE
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
+MAX_RETRIES = 20
+MAX_BACKOFF_MS = 3_600_000
 # Fields the API returns that a client may echo back in a PUT; they are ignored.
 READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun")
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def check_http_url(value: str) -> str:
@@ -41,6 +55,10 @@ class JobIn(BaseModel):
     timeoutMs: StrictInt | None = Field(default=None, ge=1)
     alertWebhook: StrictStr | None = Field(default=None, max_length=2048)
     enabled: StrictBool = True
+    maxRetries: StrictInt = Field(default=3, ge=0, le=MAX_RETRIES)
+    retryBackoffMs: StrictInt = Field(default=1000, ge=1, le=MAX_BACKOFF_MS)
+    misfire: Literal["skip", "fire_once"] = "skip"
+    concurrency: Literal["allow", "forbid"] = "allow"
 
     @pydantic.field_validator("schedule")
     @classmethod
@@ -70,8 +88,11 @@ class JobIn(BaseModel):
         if len(v) > MAX_HEADERS:
             raise ValueError(f"at most {MAX_HEADERS} headers")
         for name, value in v.items():
-            if not name or any(c in name for c in " :\r\n\t") or "\r" in value or "\n" in value:
-                raise ValueError(f"header {name!r} is not a valid HTTP header")
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if "\r" in value or "\n" in value or not _latin1(value):
+                raise ValueError(f"header {name!r} has a value that cannot be sent in HTTP "
+                                 "(line breaks or characters outside Latin-1)")
             if name.lower().startswith("x-jobsched-"):
                 raise ValueError("X-Jobsched-* headers are set by jobsched")
         return v

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.schemas import JobIn
 from common import cron
 from common.logs import target_for_log
-from common.errors import DependencyUnavailable, NotFound, ValidationError
-from common.message import JobSpec
+from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationError
+from common.message import FireMessage, JobSpec
 from common.models import Alert, Execution, Job
 from common.redisstore import RedisStore
 from common.settings import Settings
@@ -59,14 +59,26 @@ def _apply(job: Job, data: JobIn, settings: Settings, now: int) -> None:
     job.timeout_ms = timeout
     job.alert_webhook = data.alertWebhook
     job.enabled = data.enabled
+    job.max_retries = data.maxRetries
+    job.retry_backoff_ms = data.retryBackoffMs
+    job.misfire = data.misfire
+    job.concurrency = data.concurrency
     job.updated_at_ms = now
     job.next_run_ms = cron.next_fire_ms(job.schedule, job.timezone, now) if job.enabled else None
 
 
 def _publish(services: Services, job: Job) -> None:
     """Second half of a write: put the committed job on the Redis schedule."""
+    spec_json = JobSpec.from_job(job).to_json()
     try:
-        services.store.upsert_job(job.id, JobSpec.from_job(job).to_json(), job.next_run_ms, job.version)
+        for _ in range(5):
+            if services.store.upsert_job(job.id, spec_json, job.next_run_ms, job.version,
+                                         refuse_due=True) != -2:
+                return
+            # The fire computed before the commit is due by now and may have
+            # been claimed from the job's previous entry: take the next one.
+            job.next_run_ms = cron.next_fire_ms(job.schedule, job.timezone, now_ms())
+        log.warning("job %s: could not publish a future next fire", job.id)
     except RedisError:
         log.warning("job %s saved but not yet scheduled (Redis unavailable); "
                     "the dispatcher's reconciler will schedule it", job.id, exc_info=True)
@@ -122,6 +134,47 @@ def list_executions(services: Services, job_id: str, limit: int) -> list[dict]:
     return [execution_view(row) for row in rows]
 
 
+def list_recent_executions(services: Services, limit: int, status: str | None,
+                           final: bool | None, job_id: str | None) -> list[dict]:
+    """Across jobs, newest first: e.g. recent failures, or the dead letter
+    (status=FAILED, final=true: fires whose last attempt failed)."""
+    query = select(Execution).order_by(Execution.id.desc()).limit(limit)
+    if status:
+        query = query.where(Execution.status == status)
+    if final is not None:
+        query = query.where(Execution.final == final)
+    if job_id:
+        query = query.where(Execution.job_id == job_id)
+    with services.unit_of_work() as session:
+        rows = session.scalars(query).all()
+    return [execution_view(row) for row in rows]
+
+
+def replay_execution(services: Services, execution_id: str) -> dict:
+    """Run a fire that failed for good once more: same execution id, next
+    attempt number, the job's current definition."""
+    with services.unit_of_work() as session:
+        last = session.scalars(select(Execution).where(Execution.execution_id == execution_id)
+                               .order_by(Execution.attempt.desc()).limit(1)).first()
+        if last is None:
+            raise NotFound(f"execution {execution_id} not found", field="executionId")
+        if not (last.status == "FAILED" and last.final):
+            raise Conflict("only a fire that failed for good (its last attempt failed, "
+                           "no retry pending) can be replayed", field="executionId")
+        job = session.get(Job, last.job_id)
+        if job is None:
+            raise NotFound(f"job {last.job_id} not found", field="jobId")
+        spec_json = JobSpec.from_job(job).to_json()
+    attempt = last.attempt + 1
+    try:
+        services.store.enqueue(FireMessage.encode(spec_json, last.scheduled_at_ms, attempt))
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+    log.info("execution %s replayed as attempt %d", execution_id, attempt)
+    return {"executionId": execution_id, "jobId": last.job_id, "attempt": attempt,
+            "scheduledAt": iso_ms(last.scheduled_at_ms)}
+
+
 def list_alerts(services: Services, limit: int, job_id: str | None = None) -> list[dict]:
     with services.unit_of_work() as session:
         query = select(Alert).order_by(Alert.id.desc()).limit(limit)
@@ -155,6 +208,8 @@ def job_view(job: Job, next_run_ms: int | None) -> dict:
         "api": job.url, "method": job.method, "headers": job.headers or {},
         "body": None if job.body is None else json.loads(job.body), "type": job.type,
         "timeoutMs": job.timeout_ms, "alertWebhook": job.alert_webhook, "enabled": job.enabled,
+        "maxRetries": job.max_retries, "retryBackoffMs": job.retry_backoff_ms,
+        "misfire": job.misfire, "concurrency": job.concurrency,
         "createdAt": iso_ms(job.created_at_ms), "updatedAt": iso_ms(job.updated_at_ms),
         "nextRun": iso_ms(next_run_ms),
     }
@@ -166,7 +221,7 @@ def execution_view(row: Execution) -> dict:
         "redelivered": row.redelivered, "scheduledAt": iso_ms(row.scheduled_at_ms),
         "startedAt": iso_ms(row.started_at_ms), "finishedAt": iso_ms(row.finished_at_ms),
         "status": row.status, "httpStatus": row.http_status, "durationMs": row.duration_ms,
-        "error": row.error, "response": row.response_snippet,
+        "error": row.error, "response": row.response_snippet, "final": row.final,
     }
 
 

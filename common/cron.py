@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from common.errors import ValidationError
 
@@ -32,13 +32,18 @@ def normalize(expression: str) -> str:
     if not croniter.is_valid(six, second_at_beginning=True):
         raise ValidationError(f"schedule {expression!r} is not a valid cron expression",
                               field="schedule")
+    try:  # valid syntax that can never fire, such as 31 February
+        croniter(six, second_at_beginning=True).get_next(float)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        raise ValidationError(f"schedule {expression!r} never fires", field="schedule") from None
     return six
 
 
 def zone(name: str) -> ZoneInfo:
     try:
         return _zone(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        # OSError: a zone directory name such as "America".
         raise ValidationError(f"unknown time zone {name!r}", field="timezone") from None
 
 

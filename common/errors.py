@@ -35,6 +35,11 @@ class NotFound(JobschedError):
     code = "not_found"
 
 
+class Conflict(JobschedError):
+    status = 409
+    code = "conflict"
+
+
 class UnsupportedMediaType(JobschedError):
     status = 415
     code = "unsupported_media_type"

@@ -6,12 +6,14 @@
 | schedule             | ZSET         | job id -> next fire time (epoch ms)                     |
 | pending              | ZSET         | job id -> fire time claimed but not yet rescheduled     |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
+| retry                | ZSET         | message of a fire's next attempt -> when it is due (ms) |
 | inflight:<worker>    | LIST         | messages a worker holds (BLMOVE target) until acked     |
 | workers              | SET          | worker ids that may hold in-flight messages             |
 | worker:<worker>      | STRING + TTL | worker heartbeat                                        |
 | leader               | STRING + TTL | dispatcher lease: the leader's id                       |
 | wake                 | LIST         | nudges the dispatcher when an earlier fire is added     |
 | initialized          | STRING       | set once the schedule was built from the database       |
+| running:<job>        | STRING + TTL | execution id of the call in progress (concurrency=forbid)|
 
 This table is copied into README.md for redis-cli users.
 """
@@ -41,6 +43,10 @@ class Keys:
         return self.prefix + "ready"
 
     @property
+    def retry(self) -> str:
+        return self.prefix + "retry"
+
+    @property
     def workers(self) -> str:
         return self.prefix + "workers"
 
@@ -61,3 +67,6 @@ class Keys:
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
+
+    def running(self, job_id: str) -> str:
+        return f"{self.prefix}running:{job_id}"

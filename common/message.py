@@ -5,6 +5,10 @@ to make a call. The dispatcher's Lua script builds messages by string
 concatenation, so the wire format is fixed:
 
     {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>, "spec": {<JobSpec>}}
+
+A skip record (fires the dispatcher skipped by misfire policy) has the same
+shape plus ``"skip": {"reason", "count", "last"}``; a worker records it as a
+SKIPPED execution without calling the target.
 """
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ from dataclasses import dataclass, field
 ATLEAST_ONCE = "ATLEAST_ONCE"
 ATMOST_ONCE = "ATMOST_ONCE"
 JOB_TYPES = (ATLEAST_ONCE, ATMOST_ONCE)
+MISFIRE_SKIP = "skip"
+MISFIRE_FIRE_ONCE = "fire_once"
+CONCURRENCY_ALLOW = "allow"
+CONCURRENCY_FORBID = "forbid"
 
 
 def execution_id(job_id: str, fire_ms: int) -> str:
@@ -35,6 +43,10 @@ class JobSpec:
     type: str = ATLEAST_ONCE
     timeout_ms: int = 10_000
     alert_webhook: str | None = None
+    max_retries: int = 3
+    retry_backoff_ms: int = 1000
+    misfire: str = MISFIRE_SKIP
+    concurrency: str = CONCURRENCY_ALLOW
 
     def to_json(self) -> str:
         return json.dumps({
@@ -42,6 +54,8 @@ class JobSpec:
             "url": self.url, "method": self.method, "headers": self.headers,
             "body": self.body, "contentType": self.content_type, "type": self.type,
             "timeoutMs": self.timeout_ms, "alertWebhook": self.alert_webhook,
+            "maxRetries": self.max_retries, "backoffMs": self.retry_backoff_ms,
+            "misfire": self.misfire, "concurrency": self.concurrency,
         }, separators=(",", ":"))
 
     @classmethod
@@ -56,7 +70,9 @@ class JobSpec:
             id=job.id, version=job.version, schedule=job.schedule, timezone=job.timezone,
             url=job.url, method=job.method, headers=job.headers or {}, body=payload,
             content_type=content_type, type=job.type, timeout_ms=job.timeout_ms,
-            alert_webhook=job.alert_webhook,
+            alert_webhook=job.alert_webhook, max_retries=job.max_retries,
+            retry_backoff_ms=job.retry_backoff_ms, misfire=job.misfire,
+            concurrency=job.concurrency,
         )
 
     @classmethod
@@ -66,6 +82,9 @@ class JobSpec:
             url=d["url"], method=d["method"], headers=d.get("headers") or {},
             body=d.get("body"), content_type=d.get("contentType"), type=d["type"],
             timeout_ms=d["timeoutMs"], alert_webhook=d.get("alertWebhook"),
+            max_retries=d.get("maxRetries", 3), retry_backoff_ms=d.get("backoffMs", 1000),
+            misfire=d.get("misfire", MISFIRE_SKIP),
+            concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
         )
 
 
@@ -76,6 +95,7 @@ class FireMessage:
     fire_ms: int
     attempt: int
     redeliveries: int
+    skip: dict | None = None   # set on a skip record: reason, count, last
 
     @property
     def execution_id(self) -> str:
@@ -85,8 +105,20 @@ class FireMessage:
     def decode(cls, raw: bytes) -> "FireMessage":
         d = json.loads(raw)
         return cls(raw=raw, spec=JobSpec.from_dict(d["spec"]), fire_ms=int(d["t"]),
-                   attempt=int(d["a"]), redeliveries=int(d.get("r", 0)))
+                   attempt=int(d["a"]), redeliveries=int(d.get("r", 0)), skip=d.get("skip"))
 
     @staticmethod
     def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0) -> str:
         return f'{{"r":{redeliveries},"t":{fire_ms},"a":{attempt},"spec":{spec_json}}}'
+
+    @staticmethod
+    def encode_skip(spec_json: str, first_ms: int, last_ms: int, count: int,
+                    reason: str) -> str:
+        skip = json.dumps({"reason": reason, "count": count, "last": last_ms})
+        return f'{{"r":0,"t":{first_ms},"a":0,"skip":{skip},"spec":{spec_json}}}'
+
+    def next_attempt(self) -> str:
+        """The message of this fire's next attempt (same execution id)."""
+        d = json.loads(self.raw)
+        spec_json = json.dumps(d["spec"], separators=(",", ":"))
+        return self.encode(spec_json, self.fire_ms, self.attempt + 1)

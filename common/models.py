@@ -3,7 +3,7 @@ SQLite and MySQL store and compare them identically and without time zones.
 The schema changes only through Alembic migrations (migrations/versions)."""
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Index, Integer, String, Text)
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only autoincrements INTEGER PRIMARY KEY columns.
@@ -29,6 +29,11 @@ class Job(Base):
     type: Mapped[str] = mapped_column(String(16), default="ATLEAST_ONCE")
     timeout_ms: Mapped[int] = mapped_column(Integer)
     alert_webhook: Mapped[str | None] = mapped_column(Text)
+    max_retries: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    retry_backoff_ms: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    misfire: Mapped[str] = mapped_column(String(16), default="skip", server_default="skip")
+    concurrency: Mapped[str] = mapped_column(String(16), default="allow",
+                                             server_default="allow")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
@@ -55,10 +60,13 @@ class Execution(Base):
     error: Mapped[str | None] = mapped_column(Text)
     response_snippet: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(128))
+    # The last failed attempt of a fire: no retry follows (the dead letter).
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_executions_job_scheduled", "job_id", "scheduled_at_ms"),
         Index("ix_executions_status_id", "status", "id"),
+        Index("ix_executions_status_final_id", "status", "final", "id"),
     )
 
 

@@ -29,39 +29,60 @@ class RedisStore:
         self._upsert = client.register_script(_load("upsert_job"))
         self._lease = client.register_script(_load("lease"))
         self._requeue = client.register_script(_load("requeue_dead_worker"))
+        self._promote = client.register_script(_load("promote_retries"))
+        self._acquire_running = client.register_script(_load("acquire_running"))
+        self._release_running = client.register_script(_load("release_running"))
 
     # -- API side ---------------------------------------------------------
     def upsert_job(self, job_id: str, spec_json: str, next_fire_ms: int | None,
-                   version: int) -> bool:
+                   version: int, refuse_due: bool = False) -> int:
+        """1 applied, 0 a newer version is stored, -2 (with ``refuse_due``)
+        the next fire is already due by Redis' clock."""
         k = self.keys
-        applied = self._upsert(
+        return self._upsert(
             keys=[k.jobs, k.schedule, k.pending, k.wake],
-            args=[job_id, spec_json, "" if next_fire_ms is None else next_fire_ms, version],
+            args=[job_id, spec_json, "" if next_fire_ms is None else next_fire_ms, version,
+                  "1" if refuse_due else "0"],
         )
-        return applied == 1
 
     # -- dispatcher side --------------------------------------------------
     def hold_lease(self, candidate: str, lease_ms: int) -> bool:
         return self._lease(keys=[self.keys.leader], args=[candidate, lease_ms]) == 1
 
-    def claim_due(self, leader: str, now_ms: int, limit: int) -> list[tuple[str, int, bytes]] | None:
-        """Claimed (job id, fire ms, spec json); None when the lease was lost."""
+    def claim_due(self, leader: str, now_ms: int, limit: int,
+                  grace_ms: int) -> list[tuple[str, int, bytes, bool]] | None:
+        """Claimed (job id, fire ms, spec json, queued); None without the lease.
+
+        ``queued`` is False for a fire older than ``grace_ms`` of a job whose
+        misfire policy is "skip": it was not put on the ready list.
+        """
         k = self.keys
         flat = self._claim(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs],
-                           args=[leader, now_ms, limit])
+                           args=[leader, now_ms, limit, grace_ms])
         if flat == -1:
             return None
-        return [(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2])
-                for i in range(0, len(flat), 3)]
+        return [(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2], flat[i + 3] == 1)
+                for i in range(0, len(flat), 4)]
 
-    def reschedule(self, leader: str, entries: list[tuple[str, int, int | None]]) -> int | None:
-        """Entries are (job id, claimed fire ms, next fire ms or None)."""
+    def reschedule(self, leader: str, entries: list[tuple[str, int, int | None]],
+                   skip_records: list[str] = ()) -> int | None:
+        """Entries are (job id, claimed fire ms, next fire ms or None);
+        skip records are queued in the same atomic step."""
         k = self.keys
-        args: list = [leader]
+        args: list = [leader, len(entries)]
         for job_id, claimed, nxt in entries:
             args += [job_id, claimed, "" if nxt is None else nxt]
-        done = self._reschedule(keys=[k.leader, k.schedule, k.pending], args=args)
+        args += list(skip_records)
+        done = self._reschedule(keys=[k.leader, k.schedule, k.pending, k.ready], args=args)
         return None if done == -1 else done
+
+    def promote_retries(self, leader: str, now_ms: int, limit: int) -> int | None:
+        k = self.keys
+        moved = self._promote(keys=[k.leader, k.retry, k.ready], args=[leader, now_ms, limit])
+        return None if moved == -1 else moved
+
+    def enqueue(self, message: str) -> None:
+        self.client.rpush(self.keys.ready, message)
 
     def requeue_dead_worker(self, worker_id: str, leader: str) -> int | None:
         """Leader only: requeue a worker's in-flight list if its heartbeat expired."""
@@ -80,3 +101,10 @@ class RedisStore:
             keys=[k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader],
             args=[worker_id, ""],
         )
+
+    def acquire_running(self, job_id: str, execution_id: str, expire_ms: int) -> bool:
+        return self._acquire_running(keys=[self.keys.running(job_id)],
+                                     args=[execution_id, expire_ms]) == 1
+
+    def release_running(self, job_id: str, execution_id: str) -> None:
+        self._release_running(keys=[self.keys.running(job_id)], args=[execution_id])

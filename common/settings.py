@@ -48,6 +48,8 @@ class Settings:
     default_timeout_ms: int = 10_000
     max_timeout_ms: int = 300_000
     response_snippet_bytes: int = 1024
+    retry_max_backoff_ms: int = 300_000
+    retry_after_cap_ms: int = 3_600_000
     # Dispatcher
     dispatcher_id: str = field(default_factory=_default_worker_id)
     leader_lease_ms: int = 5_000
@@ -79,6 +81,10 @@ class Settings:
                 env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
             ),
             max_timeout_ms=_int(env, "JOBSCHED_MAX_TIMEOUT_MS", base.max_timeout_ms, 1),
+            retry_max_backoff_ms=_int(env, "JOBSCHED_RETRY_MAX_BACKOFF_MS",
+                                      base.retry_max_backoff_ms, 1),
+            retry_after_cap_ms=_int(env, "JOBSCHED_RETRY_AFTER_CAP_MS",
+                                    base.retry_after_cap_ms, 0),
             dispatcher_id=env.get("JOBSCHED_DISPATCHER_ID") or base.dispatcher_id,
             leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
             claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),
@@ -99,5 +105,7 @@ class Settings:
             raise ConfigError("JOBSCHED_REDIS_URL must be a redis:// URL")
         if self.default_timeout_ms > self.max_timeout_ms:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
+        if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:
+            raise ConfigError("JOBSCHED_WORKER_ID and JOBSCHED_DISPATCHER_ID take 1-100 characters")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("JOBSCHED_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")

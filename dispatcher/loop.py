@@ -8,7 +8,6 @@ import threading
 import time
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from common.redisstore import RedisStore
@@ -16,8 +15,8 @@ from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.leader import Lease
 from dispatcher.reaper import requeue_dead_workers
-from dispatcher.reconciler import reconcile
-from dispatcher.scheduling import LostLease, dispatch_due, recover_pending
+from dispatcher.reconciler import Reconciler
+from dispatcher.scheduling import LostLease, dispatch_due, promote_retries, recover_pending
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,8 @@ class Dispatcher:
         self._was_leader = False
         self._next_reap = 0
         self._next_init_check = 0
-        self._next_reconcile = 0
+        self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
+                                     lambda: self.lease.held)
 
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""
@@ -48,12 +48,13 @@ class Dispatcher:
         s = self.settings
         try:
             if not self._was_leader:
-                self._next_reconcile = 0
                 self._was_leader = True
+                self.reconciler.trigger.set()
             self._housekeeping(now)
             recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms)
             dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
-                         s.misfire_grace_ms)
+                         s.misfire_grace_ms, self.lease.hold)
+            promote_retries(self.store, s.dispatcher_id, now, s.claim_batch_size)
         except LostLease:
             log.warning("lease lost during dispatch; standing by")
             self._was_leader = False
@@ -67,30 +68,28 @@ class Dispatcher:
             self._next_init_check = now + CHECK_INIT_INTERVAL_MS
             if not self.store.client.exists(self.store.keys.initialized):
                 log.warning("schedule not initialized in Redis: rebuilding from the database")
-                self._next_reconcile = 0
-        if now >= self._next_reconcile:
-            try:
-                reconcile(self.store, self.sessions, now)
-                self._next_reconcile = now + s.reconcile_interval_ms
-            except SQLAlchemyError:
-                log.warning("reconcile skipped: database unavailable", exc_info=True)
-                self._next_reconcile = now + 1_000
+                self.reconciler.trigger.set()
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL_MS
             requeue_dead_workers(self.store, s.dispatcher_id)
 
     def _seconds_until_next(self, now: int) -> float:
-        head = self.store.client.zrange(self.store.keys.schedule, 0, 0, withscores=True)
-        renew_in = self.settings.leader_lease_ms / 3000.0
-        if not head:
-            return min(MAX_SLEEP_S, renew_in)
-        return max(0.0, min((head[0][1] - now) / 1000.0, MAX_SLEEP_S, renew_in))
+        k = self.store.keys
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.zrange(k.schedule, 0, 0, withscores=True)
+        pipe.zrange(k.retry, 0, 0, withscores=True)
+        heads = [head[0][1] for head in pipe.execute() if head]
+        wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
+        if heads:
+            wait = min(wait, (min(heads) - now) / 1000.0)
+        return max(0.0, wait)
 
     def _wait(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        if seconds <= REDIS_TIMER_SLACK_S:
-            time.sleep(seconds)
+        if seconds <= REDIS_TIMER_SLACK_S or not self.lease.held:
+            # Standbys sleep locally: the wake nudge belongs to the leader.
+            self.stop_event.wait(seconds)
             return
         # BLPOP on `wake` sleeps but returns as soon as the API schedules an
         # earlier fire. Redis notices an expired blocking timeout only on its
@@ -103,12 +102,14 @@ class Dispatcher:
     def run_forever(self) -> None:
         log.info("dispatcher %s ready (lease %d ms)", self.settings.dispatcher_id,
                  self.settings.leader_lease_ms)
+        self.reconciler.start()
         while not self.stop_event.is_set():
             try:
                 self._wait(self.run_once(now_ms()))
             except RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
                 self.stop_event.wait(1.0)
+        self.reconciler.stop()
         try:
             self.lease.release()
         except RedisError:

@@ -1,21 +1,34 @@
 """Claim due fires and put each job back at its next fire time.
 
 The next fire is computed from the cron and the *scheduled* time of the fire
-just claimed, never from the clock, so schedules do not drift. A job whose
-next fire is already older than the misfire grace is moved to its first
-future fire (the skipped fires are counted and logged).
+just claimed, never from the clock, so schedules do not drift. A fire more
+than the misfire grace late (the dispatcher was down, say) is a misfire: the
+job jumps to its first future fire, and the fires passed over are recorded as
+one SKIPPED execution. Under the default policy ``skip`` the late fire itself
+is skipped too; under ``fire_once`` it runs as the single catch-up.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 from common import cron
+from common.message import FireMessage
 from common.redisstore import RedisStore
 
 log = logging.getLogger(__name__)
+
+# Counting skipped fires one cron step at a time costs ~25 µs a step; past
+# this many the record says "at least" rather than stall the dispatcher.
+MAX_COUNTED_SKIPS = 1_000
+# JobSpec.to_json writes these fields first, so they are read without
+# decoding (or caching) a spec whose body may be 64 KiB.
+_CRON_FIELDS = re.compile(
+    rb'\{"v":\d+,"id":"[^"]*","schedule":("(?:[^"\\]|\\.)*"),"tz":("(?:[^"\\]|\\.)*")')
 
 
 class LostLease(Exception):
@@ -28,47 +41,84 @@ class DispatchResult:
     skipped: int = 0
 
 
-@lru_cache(maxsize=200_000)
+@dataclass(frozen=True)
+class NextFire:
+    at: int                      # the job's next fire (epoch ms)
+    skipped: int = 0             # fires passed over after a misfire
+    first_skipped: int | None = None
+    last_skipped: int | None = None
+
+
 def _cron_of(spec_json: bytes) -> tuple[str, str]:
+    match = _CRON_FIELDS.match(spec_json)
+    if match:
+        return _decode_pair(match.group(1), match.group(2))
     spec = json.loads(spec_json)
     return spec["schedule"], spec["tz"]
 
 
-def next_fire_after(schedule: str, tz: str, fired_ms: int, now: int,
-                    grace_ms: int) -> tuple[int, int]:
-    """(next fire, fires skipped) for a job that fired at ``fired_ms``."""
+@lru_cache(maxsize=50_000)
+def _decode_pair(schedule: bytes, tz: bytes) -> tuple[str, str]:
+    return json.loads(schedule), json.loads(tz)
+
+
+def next_fire_after(schedule: str, tz: str, fired_ms: int, now: int, grace_ms: int) -> NextFire:
+    """Where a job goes after its fire at ``fired_ms`` was claimed at ``now``."""
     nxt = cron.next_fire_ms(schedule, tz, fired_ms)
     if nxt >= now - grace_ms:
-        return nxt, 0
-    # Misfire: count what is skipped (bounded, for a job down a long time).
-    skipped, probe = 0, nxt
-    while probe < now and skipped < 10_000:
+        return NextFire(nxt)
+    # Misfire: count the fires passed over (bounded for a job down for years).
+    skipped, last, probe = 0, nxt, nxt
+    while probe <= now and skipped < MAX_COUNTED_SKIPS:
         skipped += 1
+        last = probe
         probe = cron.next_fire_ms(schedule, tz, probe)
-    return cron.next_fire_ms(schedule, tz, now - 1), skipped
+    return NextFire(cron.next_fire_ms(schedule, tz, now), skipped, nxt, last)
 
 
-def dispatch_due(store: RedisStore, leader: str, now: int, batch: int,
-                 grace_ms: int) -> DispatchResult:
-    """Claim every fire due at ``now`` in bounded batches and reschedule."""
+def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
+         grace_ms: int) -> tuple[tuple[str, int, int], str | None, int]:
+    """(reschedule entry, skip record or None, fires skipped) for one claim."""
+    schedule, tz = _cron_of(spec_json)
+    nxt = next_fire_after(schedule, tz, fired_ms, now, grace_ms)
+    skipped, first, last = nxt.skipped, nxt.first_skipped, nxt.last_skipped
+    if not queued:  # the late fire itself was skipped (misfire policy "skip")
+        skipped, first, last = skipped + 1, fired_ms, last or fired_ms
+    record = None
+    if skipped:
+        record = FireMessage.encode_skip(spec_json.decode(), first, last, skipped, "misfire")
+        log.warning("job %s: %d fires skipped by misfire policy (%d..%d)", job_id, skipped,
+                    first, last)
+    return (job_id, fired_ms, nxt.at), record, skipped
+
+
+def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms: int,
+                 keep_lease: Callable[[], bool] = lambda: True) -> DispatchResult:
+    """Claim every fire due at ``now`` in bounded batches and reschedule.
+
+    Loops until nothing is due, so a job that is behind (within the misfire
+    grace) catches up fire by fire. ``keep_lease`` renews the lease between
+    batches: a long backlog must not outlast it.
+    """
     result = DispatchResult()
     while True:
-        claimed = store.claim_due(leader, now, batch)
+        if not keep_lease():
+            raise LostLease()
+        claimed = store.claim_due(leader, now, batch, grace_ms)
         if claimed is None:
             raise LostLease()
-        entries = []
-        for job_id, fired_ms, spec_json in claimed:
-            schedule, tz = _cron_of(spec_json)
-            nxt, skipped = next_fire_after(schedule, tz, fired_ms, now, grace_ms)
-            if skipped:
-                log.warning("job %s: %d fires skipped after a misfire (last fired %d)",
-                            job_id, skipped, fired_ms)
+        entries, records = [], []
+        for job_id, fired_ms, spec_json, queued in claimed:
+            entry, record, skipped = plan(job_id, fired_ms, spec_json, queued, now, grace_ms)
+            entries.append(entry)
+            if record:
+                records.append(record)
                 result.skipped += skipped
-            entries.append((job_id, fired_ms, nxt))
-        if entries and store.reschedule(leader, entries) is None:
+            if queued:
+                result.fired += 1
+        if entries and store.reschedule(leader, entries, records) is None:
             raise LostLease()
-        result.fired += len(claimed)
-        if len(claimed) < batch:
+        if not claimed:
             return result
 
 
@@ -84,15 +134,27 @@ def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int) -> 
         return 0
     ids = [job_id for job_id, _ in pending]
     specs = store.client.hmget(k.jobs, ids)
-    entries = []
+    entries, records = [], []
     for (job_id, fired), spec_json in zip(pending, specs):
         if spec_json is None:
             entries.append((job_id.decode(), int(fired), None))
             continue
-        schedule, tz = _cron_of(spec_json)
-        nxt, _ = next_fire_after(schedule, tz, int(fired), now, grace_ms)
-        entries.append((job_id.decode(), int(fired), nxt))
-    if store.reschedule(leader, entries) is None:
+        entry, record, _ = plan(job_id.decode(), int(fired), spec_json, True, now, grace_ms)
+        entries.append(entry)
+        if record:
+            records.append(record)
+    if store.reschedule(leader, entries, records) is None:
         raise LostLease()
     log.info("rescheduled %d jobs left pending by a previous leader", len(entries))
     return len(entries)
+
+
+def promote_retries(store: RedisStore, leader: str, now: int, batch: int) -> int:
+    total = 0
+    while True:
+        moved = store.promote_retries(leader, now, batch)
+        if moved is None:
+            raise LostLease()
+        total += moved
+        if moved < batch:
+            return total

@@ -58,13 +58,15 @@ class Target:
 
     Paths choose the answer: /ok -> 200, /status/<code> -> that code,
     /sleep/<ms> -> 200 after ms, /hang-first/<ms> -> the first request on this
-    path waits ms (later ones answer at once).
+    path waits ms (later ones answer at once), /fail-first/<n> -> 500 to the
+    first n requests then 200, /retry-after/<s> -> the first request gets 503
+    with Retry-After: s, later ones 200. Any further path segments are free
+    for tests to tell jobs apart.
     """
 
     def __init__(self):
         self.requests: list[Received] = []
         self.lock = threading.Lock()
-        self._seen_paths: set[str] = set()
         self.release = threading.Event()
         target = self
 
@@ -78,19 +80,24 @@ class Target:
                                   time.time_ns() // 1_000_000)
                 with target.lock:
                     target.requests.append(record)
-                    first = self.path not in target._seen_paths
-                    target._seen_paths.add(self.path)
-                code = 200
+                    seen = sum(1 for r in target.requests if r.path == self.path) - 1
+                code, extra = 200, {}
                 parts = self.path.strip("/").split("/")
                 if parts[0] == "status":
                     code = int(parts[1])
                 elif parts[0] == "sleep":
                     target.release.wait(int(parts[1]) / 1000)
-                elif parts[0] == "hang-first" and first:
+                elif parts[0] == "hang-first" and seen == 0:
                     target.release.wait(int(parts[1]) / 1000)
+                elif parts[0] == "fail-first" and seen < int(parts[1]):
+                    code = 500
+                elif parts[0] == "retry-after" and seen == 0:
+                    code, extra = 503, {"Retry-After": parts[1]}
                 payload = b'{"ok": true}'
                 try:
                     self.send_response(code)
+                    for name, value in extra.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -53,7 +53,8 @@ def test_job_fields_round_trip(client):
     payload = {**VALID, "name": "nightly report", "timezone": "Europe/Paris", "method": "PUT",
                "headers": {"Authorization": "Bearer x"}, "body": {"n": [1, 2]},
                "timeoutMs": 2500, "alertWebhook": "http://127.0.0.1:9/alerts",
-               "enabled": True}
+               "enabled": True, "maxRetries": 5, "retryBackoffMs": 250,
+               "misfire": "fire_once", "concurrency": "forbid"}
     job = client.post("/jobs", json=payload).get_json()
     for key, value in payload.items():
         assert job[key if key != "api" else "api"] == value
@@ -77,6 +78,16 @@ def test_job_fields_round_trip(client):
     ({**VALID, "alertWebhook": "mailto:ops@example.test"}, "alertWebhook"),
     ({**VALID, "enabled": "yes"}, "enabled"),
     ({**VALID, "scheduel": "* * * * * *"}, "scheduel"),
+    ({**VALID, "schedule": "0 0 0 31 2 *"}, "schedule"),  # 31 February never comes
+    ({**VALID, "timezone": "America"}, "timezone"),  # a zone directory, not a zone
+    ({**VALID, "headers": {"X-Note": "café €"}}, "headers"),  # € is not Latin-1
+    ({**VALID, "headers": {"Bad:Name": "x"}}, "headers"),
+    ({**VALID, "headers": {"X-Jobsched-Attempt": "9"}}, "headers"),
+    ({**VALID, "maxRetries": -1}, "maxRetries"),
+    ({**VALID, "maxRetries": 21}, "maxRetries"),
+    ({**VALID, "retryBackoffMs": 0}, "retryBackoffMs"),
+    ({**VALID, "misfire": "catch_up_all"}, "misfire"),
+    ({**VALID, "concurrency": "queue"}, "concurrency"),
 ])
 def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions, store,
                                                                 payload, field):
@@ -89,7 +100,11 @@ def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions
     assert store.client.zcard(store.keys.schedule) == 0
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"text"'])
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b'"text"', DEEP,
+                                 b'{"schedule": "* * * * *", "api": "http://h/", "body": NaN}'])
 def test_a_body_that_is_not_a_json_object_is_a_400(client, sessions, raw):
     r = client.post("/jobs", data=raw, content_type="application/json")
     assert r.status_code == 400
@@ -180,3 +195,21 @@ def test_database_down_is_a_503_json_error_and_health_says_so(backend):
     assert r.get_json()["error"]["code"] == "dependency_unavailable"
     health = client.get("/health")
     assert health.status_code == 503 and health.get_json()["database"]["ok"] is False
+
+
+def test_retry_misfire_and_overlap_defaults(client):
+    job = client.post("/jobs", json=VALID).get_json()
+    assert (job["maxRetries"], job["retryBackoffMs"], job["misfire"], job["concurrency"]) == \
+        (3, 1000, "skip", "allow")
+
+
+def test_replay_of_unknown_execution_is_404(client):
+    r = client.post("/executions/nope:123/replay")
+    assert r.status_code == 404 and r.get_json()["error"]["field"] == "executionId"
+
+
+@pytest.mark.parametrize("query, field", [("status=BROKEN", "status"), ("final=maybe", "final"),
+                                          ("limit=1000", "limit")])
+def test_execution_filters_are_validated(client, query, field):
+    r = client.get(f"/executions?{query}")
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == field

@@ -3,10 +3,13 @@ a real database, no sleeping."""
 from common.message import FireMessage, JobSpec
 from common.models import Job
 from common.settings import Settings
+from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
-from dispatcher.scheduling import next_fire_after
+from dispatcher.scheduling import NextFire, next_fire_after
 
-T0 = 1_795_000_000_000  # a whole second, epoch ms
+# A whole minute one day ahead: the tests drive time themselves, and Redis
+# refuses to schedule a fire that its own clock says is already due.
+T0 = (now_ms() // 60_000 + 1440) * 60_000
 
 
 def make_dispatcher(backend, store, sessions, name="d1", **overrides) -> Dispatcher:
@@ -34,18 +37,17 @@ def put(store, job_id, fire_ms, schedule="* * * * * *"):
 
 def test_next_fire_comes_from_the_scheduled_time_not_the_clock():
     # Claimed 700 ms late: the next fire is still on the second.
-    assert next_fire_after("* * * * * *", "UTC", T0, T0 + 700, 5000) == (T0 + 1000, 0)
+    assert next_fire_after("* * * * * *", "UTC", T0, T0 + 700, 5000) == NextFire(T0 + 1000)
 
 
 def test_misfire_skips_to_the_next_future_fire_and_counts_the_skipped():
-    nxt, skipped = next_fire_after("* * * * * *", "UTC", T0, T0 + 60_500, 5000)
-    assert nxt == T0 + 61_000
-    assert skipped == 60
+    nxt = next_fire_after("* * * * * *", "UTC", T0, T0 + 60_500, 5000)
+    assert nxt == NextFire(T0 + 61_000, 60, T0 + 1000, T0 + 60_000)
 
 
 def test_run_once_fires_due_jobs_and_reschedules_them(backend, store, sessions):
     d = make_dispatcher(backend, store, sessions)
-    d.run_once(T0)  # becomes leader, reconciles an empty database
+    d.run_once(T0)  # becomes leader
     put(store, "a", T0 + 1000)
     put(store, "b", T0 + 1000, "*/5 * * * * *")
     put(store, "c", T0 + 3000)
@@ -76,7 +78,7 @@ def test_new_leader_reschedules_what_a_dead_leader_claimed(backend, store, sessi
     dead.run_once(T0)
     put(store, "a", T0 + 1000)
     # The old leader claims (the fire is queued) and dies before rescheduling.
-    assert store.claim_due("dead", T0 + 1000, 100)
+    assert store.claim_due("dead", T0 + 1000, 100, 60_000)
     assert store.client.zscore(store.keys.schedule, "a") is None
     store.client.delete(store.keys.leader)  # its lease expires
     heir = make_dispatcher(backend, store, sessions, "heir")
@@ -90,11 +92,59 @@ def test_schedule_is_rebuilt_from_the_database_when_redis_lost_it(backend, store
     add_job(sessions, "off", enabled=False)
     d = make_dispatcher(backend, store, sessions)
     d.run_once(T0)
+    assert d.reconciler.trigger.is_set()  # a new leader reconciles
+    assert d.reconciler.run_once(T0)
     assert store.client.zscore(store.keys.schedule, "kept") == T0 + 1000
     assert store.client.zscore(store.keys.schedule, "off") is None
     # Redis loses everything of ours (as after a restart without persistence).
+    d.reconciler.trigger.clear()
     store.client.delete(*store.client.keys(backend.prefix + "*"))
-    d.run_once(T0 + 5000)  # notices the missing marker, reacquires lease, rebuilds
-    d.run_once(T0 + 5000)
+    d.run_once(T0 + 5000)  # reacquires the lease, notices the missing marker
+    assert d.reconciler.trigger.is_set()
+    assert d.reconciler.run_once(T0 + 5000)
     assert store.client.zscore(store.keys.schedule, "kept") == T0 + 6000
     assert store.client.hexists(store.keys.jobs, "kept")
+
+
+def put_spec(store, job_id, fire_ms, **fields):
+    spec = JobSpec(id=job_id, version=1, schedule="* * * * * *", timezone="UTC",
+                   url="http://127.0.0.1:1/", **fields)
+    store.upsert_job(job_id, spec.to_json(), fire_ms, 1)
+
+
+def test_after_downtime_skip_records_the_skipped_fires_and_fire_once_runs_one(
+        backend, store, sessions):
+    d = make_dispatcher(backend, store, sessions, misfire_grace_ms=5000)
+    d.run_once(T0)
+    put_spec(store, "skip", T0 + 1000)
+    put_spec(store, "once", T0 + 1000, misfire="fire_once")
+    d.run_once(T0 + 30_500)  # the dispatcher was away for 30 s
+    messages = ready_messages(store)
+    fires = [(m.spec.id, m.fire_ms) for m in messages if not m.skip]
+    skips = {m.spec.id: (m.fire_ms, m.skip) for m in messages if m.skip}
+    assert fires == [("once", T0 + 1000)]  # one catch-up run
+    assert skips["skip"] == (T0 + 1000, {"reason": "misfire", "count": 30,
+                                         "last": T0 + 30_000})
+    assert skips["once"] == (T0 + 2000, {"reason": "misfire", "count": 29,
+                                         "last": T0 + 30_000})
+    schedule = dict(store.client.zrange(store.keys.schedule, 0, -1, withscores=True))
+    assert schedule == {b"skip": T0 + 31_000, b"once": T0 + 31_000}
+
+
+def test_a_fire_late_within_the_grace_still_runs_and_each_missed_one_catches_up(
+        backend, store, sessions):
+    d = make_dispatcher(backend, store, sessions, misfire_grace_ms=5000)
+    d.run_once(T0)
+    put_spec(store, "j", T0 + 1000)
+    d.run_once(T0 + 3500)  # e.g. a leader failover of a few seconds
+    assert [m.fire_ms for m in ready_messages(store)] == [T0 + 1000, T0 + 2000, T0 + 3000]
+    assert store.client.zscore(store.keys.schedule, "j") == T0 + 4000
+
+
+def test_due_retries_are_promoted_by_run_once(backend, store, sessions):
+    d = make_dispatcher(backend, store, sessions)
+    d.run_once(T0)
+    store.client.zadd(store.keys.retry, {"retry-message": T0 + 2000})
+    assert 0 < d.run_once(T0 + 1900) <= 0.1 + 0.01  # wakes for the retry
+    d.run_once(T0 + 2000)
+    assert store.client.lrange(store.keys.ready, 0, -1) == [b"retry-message"]

@@ -69,13 +69,13 @@ def test_replacing_a_job_takes_effect_from_the_next_fire(system, target):
 def test_failures_become_failed_rows_and_alerts_and_webhooks(system, target):
     from tests.support import free_port
     webhook = target.url("/alert-hook")
-    failing = {
+    failing = {  # maxRetries 0: the first failure is final and alerts at once
         "http500": system.api.create(schedule="* * * * * *", api=target.url("/status/500"),
-                                     alertWebhook=webhook),
-        "refused": system.api.create(schedule="* * * * * *",
+                                     alertWebhook=webhook, maxRetries=0),
+        "refused": system.api.create(schedule="* * * * * *", maxRetries=0,
                                      api=f"http://127.0.0.1:{free_port()}/x"),
         "timeout": system.api.create(schedule="* * * * * *", api=target.url("/sleep/3000"),
-                                     timeoutMs=300),
+                                     timeoutMs=300, maxRetries=0),
     }
     rows = {name: wait_until(lambda j=job: executions(system, j["jobId"]), 20,
                              message=f"{name} recorded")[0]
@@ -125,3 +125,83 @@ def test_workers_share_the_load(system, target):
             "SELECT DISTINCT worker_id FROM executions WHERE worker_id IS NOT NULL")).all()
     engine.dispose()
     assert len(workers) == 2
+
+
+def rows_of(system, execution_id):
+    rows = system.api.get(f"/executions?limit=100").json()["executions"]
+    return sorted((r for r in rows if r["executionId"] == execution_id),
+                  key=lambda r: r["attempt"])
+
+
+def test_a_failed_call_is_retried_and_the_retry_succeeds(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/fail-first/1/a"),
+                            maxRetries=2, retryBackoffMs=200)
+    first = wait_until(lambda: target.received("/fail-first/1/a"), 15, message="a call")[0]
+    execution_id = first.headers["X-Jobsched-Execution-Id"]
+    rows = wait_until(lambda: len(rows_of(system, execution_id)) >= 2 and
+                      rows_of(system, execution_id), 15, message="two attempts")
+    assert [(r["attempt"], r["status"], r["final"]) for r in rows] == \
+        [(1, "FAILED", False), (2, "SUCCESS", False)]
+    calls = [r for r in target.received("/fail-first/1/a")
+             if r.headers["X-Jobsched-Execution-Id"] == execution_id]
+    assert [c.headers["X-Jobsched-Attempt"] for c in calls] == ["1", "2"]
+    assert calls[1].arrived_ms - calls[0].arrived_ms >= 100  # backoff, with jitter >= base/2
+    alerts = system.api.get(f"/alerts?jobId={job['jobId']}").json()["alerts"]
+    assert alerts == []
+
+
+def test_retry_after_is_honoured(system, target):
+    system.api.create(schedule="* * * * * *", api=target.url("/retry-after/2/b"),
+                      maxRetries=1, retryBackoffMs=10)
+    first = wait_until(lambda: target.received("/retry-after/2/b"), 15, message="a call")[0]
+    execution_id = first.headers["X-Jobsched-Execution-Id"]
+    again = wait_until(lambda: [r for r in target.received("/retry-after/2/b")
+                                if r.headers["X-Jobsched-Execution-Id"] == execution_id
+                                and r.headers["X-Jobsched-Attempt"] == "2"], 15,
+                       message="the retry")[0]
+    assert again.arrived_ms - first.arrived_ms >= 2000
+
+
+def test_exhausted_retries_alert_once_land_in_dead_letter_and_can_be_replayed(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/status/500/dead"),
+                            maxRetries=2, retryBackoffMs=50)
+    first = wait_until(lambda: target.received("/status/500/dead"), 15, message="a call")[0]
+    execution_id = first.headers["X-Jobsched-Execution-Id"]
+    rows = wait_until(lambda: len(rows_of(system, execution_id)) >= 3 and
+                      rows_of(system, execution_id), 15, message="three attempts")
+    assert [(r["attempt"], r["status"], r["final"]) for r in rows] == \
+        [(1, "FAILED", False), (2, "FAILED", False), (3, "FAILED", True)]
+    alerts = wait_until(lambda: [a for a in system.api.get(
+        f"/alerts?jobId={job['jobId']}&limit=100").json()["alerts"]
+        if a["executionId"] == execution_id], 10, message="the alert")
+    assert len(alerts) == 1
+    dead = system.api.get("/executions?status=FAILED&final=true&limit=100").json()["executions"]
+    assert execution_id in {r["executionId"] for r in dead}
+    dead_letter = system.api.get("/executions/dead-letter?limit=100").json()["executions"]
+    assert execution_id in {r["executionId"] for r in dead_letter}
+    # Replay: the same fire runs again with the next attempt number.
+    r = system.api.post(f"/executions/{execution_id}/replay")
+    assert r.status_code == 202 and r.json()["attempt"] == 4
+    replayed = wait_until(lambda: [x for x in target.received("/status/500/dead")
+                                   if x.headers["X-Jobsched-Execution-Id"] == execution_id
+                                   and x.headers["X-Jobsched-Attempt"] == "4"], 15,
+                          message="the replayed call")
+    assert replayed[0].scheduled_ms == first.scheduled_ms
+    wait_until(lambda: len(rows_of(system, execution_id)) == 4, 10, message="replay recorded")
+    # A fire that succeeded, or is still being retried, cannot be replayed.
+    ok = system.api.create(schedule="* * * * * *", api=target.url("/ok/replay"))
+    done = wait_until(lambda: executions(system, ok["jobId"]), 15, message="a success")[0]
+    assert system.api.post(f"/executions/{done['executionId']}/replay").status_code == 409
+
+
+def test_overlap_forbid_skips_fires_while_a_call_runs(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/sleep/2500/forbid"),
+                            concurrency="forbid", maxRetries=0)
+    wait_until(lambda: len(target.received("/sleep/2500/forbid")) >= 2, 20,
+               message="two calls")
+    calls = target.received("/sleep/2500/forbid")
+    gaps = [b.arrived_ms - a.arrived_ms for a, b in zip(calls, calls[1:])]
+    assert all(gap >= 2400 for gap in gaps), gaps  # never two calls at once
+    skipped = wait_until(lambda: [r for r in executions(system, job["jobId"], 100)
+                                  if r["status"] == "SKIPPED"], 10, message="skipped rows")
+    assert "still running" in skipped[0]["error"]

@@ -5,9 +5,12 @@ import json
 from common.message import FireMessage, JobSpec
 
 
-def spec(job_id: str, version: int = 1, schedule: str = "* * * * * *") -> str:
+GRACE = 60_000
+
+
+def spec(job_id: str, version: int = 1, schedule: str = "* * * * * *", **fields) -> str:
     return JobSpec(id=job_id, version=version, schedule=schedule, timezone="UTC",
-                   url="http://127.0.0.1:1/x").to_json()
+                   url="http://127.0.0.1:1/x", **fields).to_json()
 
 
 def test_lease_is_exclusive_and_renewable(store):
@@ -24,8 +27,9 @@ def test_claim_queues_one_message_per_due_job_and_parks_it_in_pending(store):
     store.hold_lease("me", 5000)
     store.upsert_job("due", spec("due"), 1000, 1)
     store.upsert_job("later", spec("later"), 5000, 1)
-    claimed = store.claim_due("me", 2000, 100)
-    assert [(job_id, fire) for job_id, fire, _ in claimed] == [("due", 1000)]
+    claimed = store.claim_due("me", 2000, 100, GRACE)
+    assert [(job_id, fire, queued) for job_id, fire, _, queued in claimed] == \
+        [("due", 1000, True)]
     ready = store.client.lrange(k.ready, 0, -1)
     assert len(ready) == 1
     msg = FireMessage.decode(ready[0])
@@ -40,18 +44,18 @@ def test_claim_is_bounded_per_call(store):
     store.hold_lease("me", 5000)
     for i in range(25):
         store.upsert_job(f"j{i}", spec(f"j{i}"), 1000 + i, 1)
-    assert len(store.claim_due("me", 10_000, 10)) == 10
-    assert len(store.claim_due("me", 10_000, 10)) == 10
-    assert len(store.claim_due("me", 10_000, 10)) == 5
+    assert len(store.claim_due("me", 10_000, 10, GRACE)) == 10
+    assert len(store.claim_due("me", 10_000, 10, GRACE)) == 10
+    assert len(store.claim_due("me", 10_000, 10, GRACE)) == 5
     assert store.client.llen(store.keys.ready) == 25
 
 
 def test_a_dispatcher_without_the_lease_is_fenced(store):
     store.hold_lease("leader", 5000)
     store.upsert_job("j", spec("j"), 1000, 1)
-    assert store.claim_due("ex-leader", 2000, 100) is None
+    assert store.claim_due("ex-leader", 2000, 100, GRACE) is None
     assert store.client.llen(store.keys.ready) == 0
-    claimed = store.claim_due("leader", 2000, 100)
+    claimed = store.claim_due("leader", 2000, 100, GRACE)
     assert store.reschedule("ex-leader", [("j", 1000, 2000)]) is None
     assert store.client.zscore(store.keys.pending, "j") == 1000
     assert claimed
@@ -61,7 +65,7 @@ def test_reschedule_yields_to_an_api_write_made_after_the_claim(store):
     k = store.keys
     store.hold_lease("me", 5000)
     store.upsert_job("j", spec("j", 1), 1000, 1)
-    store.claim_due("me", 1500, 100)
+    store.claim_due("me", 1500, 100, GRACE)
     store.upsert_job("j", spec("j", 2, "*/10 * * * * *"), 10_000, 2)  # PUT meanwhile
     assert store.reschedule("me", [("j", 1000, 2000)]) == 0
     assert store.client.zscore(k.schedule, "j") == 10_000
@@ -117,3 +121,49 @@ def test_a_restarted_worker_hands_back_its_previous_inflight(store):
     store.client.set(k.heartbeat("w1"), "1", px=5000)  # its previous life's heartbeat
     assert store.requeue_own_leftovers("w1") == 1
     assert store.client.llen(k.ready) == 1
+
+
+def test_a_misfired_fire_is_not_queued_under_skip_but_is_under_fire_once(store):
+    store.hold_lease("me", 5000)
+    store.upsert_job("skip", spec("skip"), 1000, 1)
+    store.upsert_job("once", spec("once", misfire="fire_once"), 1000, 1)
+    store.upsert_job("ontime", spec("ontime"), 119_000, 1)
+    claimed = {job_id: queued for job_id, _, _, queued in store.claim_due("me", 120_000, 100,
+                                                                            GRACE)}
+    assert claimed == {"skip": False, "once": True, "ontime": True}
+    queued = {FireMessage.decode(m).spec.id for m in store.client.lrange(store.keys.ready, 0, -1)}
+    assert queued == {"once", "ontime"}
+
+
+def test_reschedule_queues_skip_records_atomically_and_not_when_fenced(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    store.upsert_job("j", spec("j"), 1000, 1)
+    store.claim_due("me", 1000, 100, GRACE)
+    record = FireMessage.encode_skip(spec("j"), 1000, 3000, 3, "misfire")
+    assert store.reschedule("other", [("j", 1000, 4000)], [record]) is None
+    assert store.client.llen(k.ready) == 1  # only the claimed fire
+    assert store.reschedule("me", [("j", 1000, 4000)], [record]) == 1
+    skip = FireMessage.decode(store.client.lrange(k.ready, -1, -1)[0])
+    assert skip.skip == {"reason": "misfire", "count": 3, "last": 3000}
+    assert skip.execution_id == "j:1000"
+
+
+def test_due_retries_move_to_ready_and_only_for_the_leader(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    store.client.zadd(k.retry, {"early": 1000, "late": 9000})
+    assert store.promote_retries("other", 5000, 100) is None
+    assert store.promote_retries("me", 5000, 100) == 1
+    assert store.client.lrange(k.ready, 0, -1) == [b"early"]
+    assert store.client.zrange(k.retry, 0, -1) == [b"late"]
+
+
+def test_running_mark_excludes_other_fires_but_not_a_redelivery(store):
+    assert store.acquire_running("j", "j:1000", 5000)
+    assert not store.acquire_running("j", "j:2000", 5000)
+    assert store.acquire_running("j", "j:1000", 5000)  # the same fire, redelivered
+    store.release_running("j", "j:2000")  # not the holder: no effect
+    assert not store.acquire_running("j", "j:2000", 5000)
+    store.release_running("j", "j:1000")
+    assert store.acquire_running("j", "j:2000", 5000)

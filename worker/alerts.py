@@ -7,21 +7,20 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from common.timeutil import iso_ms
-from worker.http import FAILED, Outcome, make_session
+from worker.http import Outcome, make_session
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
 
 
-def alert_row(outcome: Outcome) -> dict | None:
-    if outcome.status != FAILED:
-        return None
+def alert_row(outcome: Outcome) -> dict:
+    """The alert of a fire that failed for good (its last attempt failed)."""
     msg = outcome.message
     return {
         "job_id": msg.spec.id, "execution_id": msg.execution_id, "kind": "execution_failed",
-        "message": f"attempt {msg.attempt} of {msg.spec.method} {msg.spec.url} failed: "
-                   f"{outcome.error}",
+        "message": f"{msg.spec.method} {msg.spec.url} failed for good after attempt "
+                   f"{msg.attempt}: {outcome.error}",
         "created_at_ms": outcome.finished_ms, "acknowledged": False,
     }
 

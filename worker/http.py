@@ -9,9 +9,11 @@ from requests.adapters import HTTPAdapter
 
 from common.message import FireMessage
 from common.timeutil import iso_ms, now_ms
+from worker.retry import parse_retry_after
 
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
+SKIPPED = "SKIPPED"
 USER_AGENT = "jobsched/0.1"
 READ_LIMIT = 64 * 1024
 
@@ -25,6 +27,7 @@ class Outcome:
     http_status: int | None
     error: str | None
     response_snippet: str | None
+    retry_after_ms: int | None = None   # the target's Retry-After on a 429/503
 
 
 def make_session(pool_size: int) -> requests.Session:
@@ -63,16 +66,27 @@ def call(session: requests.Session, msg: FireMessage, snippet_bytes: int) -> Out
                              allow_redirects=False, stream=True) as response:
             content = _read_some(response)
             code = response.status_code
+            retry_after = response.headers.get("Retry-After") if code in (429, 503) else None
     except requests.Timeout:
         return _failed(msg, started, f"timeout after {spec.timeout_ms} ms")
     except requests.ConnectionError as e:
         return _failed(msg, started, f"connection failed: {_root_cause(e)}")
     except requests.RequestException as e:
         return _failed(msg, started, f"request failed: {_root_cause(e)}")
+    except Exception as e:  # noqa: BLE001 - any failure of one call is that call's result
+        return _failed(msg, started, f"request failed: {type(e).__name__}: {e}")
     ok = 200 <= code < 300
-    return Outcome(msg, started, now_ms(), SUCCESS if ok else FAILED, code,
+    finished = now_ms()
+    return Outcome(msg, started, finished, SUCCESS if ok else FAILED, code,
                    None if ok else f"HTTP {code}",
-                   content[:snippet_bytes].decode("utf-8", "replace") or None)
+                   content[:snippet_bytes].decode("utf-8", "replace") or None,
+                   parse_retry_after(retry_after, finished))
+
+
+def skipped(msg: FireMessage, reason: str) -> Outcome:
+    """A fire that was not called, recorded as such (nothing silently dropped)."""
+    now = now_ms()
+    return Outcome(msg, now, now, SKIPPED, None, reason, None)
 
 
 def _encode(body: str | None) -> bytes | None:

@@ -1,7 +1,9 @@
 """Write attempt results to the database in batches, then acknowledge.
 
 The order is what makes delivery at-least-once: a message leaves the
-worker's in-flight list only after its execution row is committed. While the
+worker's in-flight list only after its execution row is committed, and a
+failed attempt's retry is scheduled in the same Redis transaction that
+removes it from the in-flight list. While the
 database is down, results wait here (bounded queue: a full queue blocks the
 call threads, which stops the worker from taking new work) and the write is
 retried with backoff.
@@ -10,26 +12,51 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from common.message import ATLEAST_ONCE
 from common.models import Alert, Execution
 from common.redisstore import RedisStore
+from common.settings import Settings
 from worker.alerts import WebhookSender, alert_row, webhook_payload
-from worker.http import Outcome
+from worker.http import FAILED, Outcome
+from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 
 
-def execution_row(outcome: Outcome, worker_id: str) -> dict:
+@dataclass(frozen=True)
+class Recorded:
+    """An outcome and what follows from it."""
+
+    outcome: Outcome
+    final: bool                       # a failure with no retry after it
+    retry_at_ms: int | None = None    # when the next attempt is due
+
+
+def decide(outcome: Outcome, settings: Settings, rand=random.random) -> Recorded:
+    msg, spec = outcome.message, outcome.message.spec
+    if outcome.status != FAILED or msg.skip:
+        return Recorded(outcome, final=False)
+    if not will_retry(outcome.status, spec.type, msg.attempt, spec.max_retries):
+        return Recorded(outcome, final=True)
+    delay = retry_delay_ms(msg.attempt, spec.retry_backoff_ms, settings.retry_max_backoff_ms,
+                           outcome.retry_after_ms, settings.retry_after_cap_ms, rand)
+    return Recorded(outcome, final=False, retry_at_ms=outcome.finished_ms + delay)
+
+
+def execution_row(recorded: Recorded, worker_id: str) -> dict:
+    outcome = recorded.outcome
     msg = outcome.message
     return {
         "execution_id": msg.execution_id, "job_id": msg.spec.id, "attempt": msg.attempt,
@@ -38,17 +65,21 @@ def execution_row(outcome: Outcome, worker_id: str) -> dict:
         "status": outcome.status, "http_status": outcome.http_status,
         "duration_ms": outcome.finished_ms - outcome.started_ms, "error": outcome.error,
         "response_snippet": outcome.response_snippet, "worker_id": worker_id,
+        "final": recorded.final,
     }
 
 
 class ResultWriter(threading.Thread):
-    def __init__(self, engine: Engine, store: RedisStore, worker_id: str, batch_size: int,
-                 webhooks: WebhookSender, capacity: int = 10_000):
+    def __init__(self, engine: Engine, store: RedisStore, settings: Settings,
+                 webhooks: WebhookSender, on_done=lambda messages: None,
+                 capacity: int = 10_000):
         super().__init__(name="result-writer", daemon=True)
         self.engine = engine
         self.store = store
-        self.worker_id = worker_id
-        self.batch_size = batch_size
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.batch_size = settings.result_batch_size
+        self.on_done = on_done
         self.webhooks = webhooks
         self.queue: queue.Queue[Outcome] = queue.Queue(maxsize=capacity)
         self._stopping = threading.Event()
@@ -75,20 +106,32 @@ class ResultWriter(threading.Thread):
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
-            self._ack(batch)
-            self._notify(batch)
+            try:
+                recorded = [decide(o, self.settings) for o in batch]
+                self._write(recorded)
+                self._ack(recorded)
+                self.on_done([r.outcome.message for r in recorded])
+                self._notify(recorded)
+            except Exception:
+                # Never die silently: the messages stay in flight and are
+                # redelivered if this worker goes away.
+                log.exception("result writer failed on a batch of %d", len(batch))
 
-    def _write(self, batch: list[Outcome]) -> None:
-        rows = [execution_row(o, self.worker_id) for o in batch]
-        alerts = [a for a in (alert_row(o) for o in batch) if a]
+    def _write(self, batch: list[Recorded]) -> None:
         backoff = 0.1
         while True:
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(Execution), rows)
-                    if alerts:
-                        conn.execute(insert(Alert), alerts)
+                self._insert(batch)
+                return
+            except (IntegrityError, DataError):
+                # Permanent: retrying cannot help. Write rows one by one so a
+                # single bad row does not hold back the others.
+                if len(batch) > 1:
+                    for one in batch:
+                        self._write([one])
+                    return
+                log.error("execution %s cannot be recorded; dropping its row",
+                          batch[0].outcome.message.execution_id, exc_info=True)
                 return
             except SQLAlchemyError as e:
                 log.warning("cannot record %d results (%s); retrying in %.1fs",
@@ -97,17 +140,35 @@ class ResultWriter(threading.Thread):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _ack(self, batch: list[Outcome]) -> None:
-        to_ack = [o.message.raw for o in batch if o.message.spec.type == ATLEAST_ONCE]
-        if not to_ack:
+    def _insert(self, batch: list[Recorded]) -> None:
+        rows = [execution_row(r, self.worker_id) for r in batch]
+        alerts = [alert_row(r.outcome) for r in batch if r.final]
+        with self.engine.begin() as conn:
+            conn.execute(insert(Execution), rows)
+            if alerts:
+                conn.execute(insert(Alert), alerts)
+
+    def _ack(self, batch: list[Recorded]) -> None:
+        # ATMOST_ONCE calls were acknowledged before the call; skip records
+        # (of any job type) are acknowledged here like ATLEAST_ONCE fires.
+        to_ack = [r.outcome.message for r in batch
+                  if r.outcome.message.spec.type == ATLEAST_ONCE or r.outcome.message.skip]
+        retries = {r.outcome.message.next_attempt(): r.retry_at_ms
+                   for r in batch if r.retry_at_ms is not None}
+        if not to_ack and not retries:
             return
-        inflight = self.store.keys.inflight(self.worker_id)
+        k = self.store.keys
+        inflight = k.inflight(self.worker_id)
         backoff = 0.1
         while True:
             try:
-                pipe = self.store.client.pipeline(transaction=False)
-                for raw in to_ack:
-                    pipe.lrem(inflight, 1, raw)
+                # One transaction: a retry is scheduled exactly when its failed
+                # attempt leaves the in-flight list.
+                pipe = self.store.client.pipeline(transaction=True)
+                for msg in to_ack:
+                    pipe.lrem(inflight, 1, msg.raw)
+                if retries:
+                    pipe.zadd(k.retry, retries)
                 pipe.execute()
                 return
             except RedisError as e:
@@ -116,8 +177,9 @@ class ResultWriter(threading.Thread):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _notify(self, batch: list[Outcome]) -> None:
-        for outcome in batch:
+    def _notify(self, batch: list[Recorded]) -> None:
+        for recorded in batch:
+            outcome = recorded.outcome
             log.info("job=%s execution=%s attempt=%d status=%s http=%s lateness_ms=%d "
                      "duration_ms=%d%s", outcome.message.spec.id, outcome.message.execution_id,
                      outcome.message.attempt, outcome.status, outcome.http_status,
@@ -125,6 +187,5 @@ class ResultWriter(threading.Thread):
                      outcome.finished_ms - outcome.started_ms,
                      f" error={outcome.error!r}" if outcome.error else "")
             url = outcome.message.spec.alert_webhook
-            alert = alert_row(outcome)
-            if alert and url:
-                self.webhooks.send(url, webhook_payload(outcome, alert))
+            if recorded.final and url:
+                self.webhooks.send(url, webhook_payload(outcome, alert_row(outcome)))

@@ -8,22 +8,31 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from redis.exceptions import RedisError
 
-from common.message import ATMOST_ONCE, FireMessage
+from common.message import ATMOST_ONCE, CONCURRENCY_FORBID, FireMessage
 from common.redisstore import RedisStore
 from common.settings import Settings
+from common.timeutil import iso_ms
 from sqlalchemy.engine import Engine
 from worker.alerts import WebhookSender
 from worker.heartbeat import Heartbeat
-from worker.http import call, make_session
+from worker.http import Outcome, call, make_session, skipped
 from worker.results import ResultWriter
 
 log = logging.getLogger(__name__)
 
 POP_TIMEOUT_S = 1
+RUNNING_MARK_SLACK_MS = 30_000
+SWEEP_INTERVAL_S = 30.0
+
+
+def _skip_reason(skip: dict) -> str:
+    return (f"{skip['count']} fire(s) skipped ({skip['reason']}), the last at "
+            f"{iso_ms(skip['last'])}")
 
 
 class Worker:
@@ -37,8 +46,14 @@ class Worker:
         self.session = make_session(settings.worker_threads)
         self.pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="call")
         self.webhooks = WebhookSender()
-        self.writer = ResultWriter(engine, store, self.id, settings.result_batch_size,
-                                   self.webhooks)
+        self.writer = ResultWriter(engine, store, settings, self.webhooks, self._done)
+        # Messages this process is working on. Anything else found in our
+        # in-flight list twice in a row is stranded (e.g. a BLMOVE whose reply
+        # was lost) and is handed back to the ready list.
+        self._in_hand: set[bytes] = set()
+        self._in_hand_lock = threading.Lock()
+        self._suspects: set[bytes] = set()
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         self.heartbeat = Heartbeat(store, self.id, settings.worker_heartbeat_ttl_ms)
 
     def run_forever(self) -> None:
@@ -62,12 +77,44 @@ class Worker:
                 self.slots.release()
                 log.warning("cannot pop from Redis; retrying", exc_info=True)
                 self.stop_event.wait(1.0)
+                self._next_sweep = 0
                 continue
             if raw is None:
                 self.slots.release()
-                continue
-            self.pool.submit(self._handle, raw)
+            else:
+                with self._in_hand_lock:
+                    self._in_hand.add(raw)
+                self.pool.submit(self._handle, raw)
+            if time.monotonic() >= self._next_sweep:
+                self._sweep_stranded()
         self._shutdown()
+
+    def _done_raw(self, raw: bytes) -> None:
+        with self._in_hand_lock:
+            self._in_hand.discard(raw)
+
+    def _done(self, messages: list[FireMessage]) -> None:
+        with self._in_hand_lock:
+            for msg in messages:
+                self._in_hand.discard(msg.raw)
+
+    def _sweep_stranded(self) -> None:
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        try:
+            listed = set(self.store.client.lrange(self.inflight, 0, -1))
+            with self._in_hand_lock:
+                orphans = listed - self._in_hand
+            stranded = orphans & self._suspects
+            self._suspects = orphans - stranded
+            for raw in stranded:
+                pipe = self.store.client.pipeline(transaction=True)
+                pipe.lrem(self.inflight, 1, raw)
+                pipe.lpush(self.store.keys.ready, raw)
+                pipe.execute()
+            if stranded:
+                log.warning("handed back %d stranded in-flight messages", len(stranded))
+        except RedisError:
+            log.warning("in-flight sweep failed; will retry")
 
     def _handle(self, raw: bytes) -> None:
         try:
@@ -77,16 +124,36 @@ class Worker:
                 # Not logged verbatim: a message carries the job's headers.
                 log.error("dropping a malformed message of %d bytes", len(raw))
                 self.store.client.lrem(self.inflight, 1, raw)
+                self._done_raw(raw)
+                return
+            if msg.skip:
+                self.writer.put(skipped(msg, _skip_reason(msg.skip)))
                 return
             if msg.spec.type == ATMOST_ONCE:
                 # At-most-once: acknowledged before the call, never redelivered.
                 self.store.client.lrem(self.inflight, 1, raw)
-            self.writer.put(call(self.session, msg, self.settings.response_snippet_bytes))
+                self._done_raw(raw)
+            self.writer.put(self._execute(msg))
         except Exception:
             # The message stays in flight and is redelivered if this worker dies.
             log.exception("unexpected error handling a message")
         finally:
             self.slots.release()
+
+    def _execute(self, msg: FireMessage) -> Outcome:
+        if msg.spec.concurrency != CONCURRENCY_FORBID:
+            return call(self.session, msg, self.settings.response_snippet_bytes)
+        # Overlap policy "forbid": skip this fire while another one of the
+        # job is being called. The mark expires after the call's timeout so a
+        # crashed worker cannot block the job for long.
+        expire_ms = msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
+        if not self.store.acquire_running(msg.spec.id, msg.execution_id, expire_ms):
+            return skipped(msg, "skipped: the previous execution is still running "
+                                "(concurrency=forbid)")
+        try:
+            return call(self.session, msg, self.settings.response_snippet_bytes)
+        finally:
+            self.store.release_running(msg.spec.id, msg.execution_id)
 
     def _shutdown(self) -> None:
         log.info("worker %s stopping: finishing calls in hand", self.id)

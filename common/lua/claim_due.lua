@@ -3,13 +3,17 @@
 -- dispatcher reschedules it. All in one atomic step, so a dispatcher that dies
 -- right after the claim loses nothing: the fire is already queued and the
 -- next leader reschedules whatever is left in `pending`.
+-- A fire later than the misfire grace is not queued when its job's misfire
+-- policy is "skip" (the dispatcher records it as skipped instead).
 -- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready  KEYS[5] jobs
 -- ARGV[1] leader id (fencing token)  ARGV[2] now (epoch ms)  ARGV[3] max jobs
+-- ARGV[4] misfire grace (ms)
 -- Returns -1 when the caller does not hold the lease, else a flat array
--- {job id, fire ms, spec json, ...}.
+-- {job id, fire ms, spec json, queued (1) or skipped (0), ...}.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
+local now, grace = tonumber(ARGV[2]), tonumber(ARGV[4])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -19,11 +23,22 @@ for i = 1, #due, 2 do
   redis.call('ZREM', KEYS[2], id)
   local spec = redis.call('HGET', KEYS[5], id)
   if spec then
-    messages[#messages + 1] = '{"r":0,"t":' .. fire .. ',"a":1,"spec":' .. spec .. '}'
+    local queue = 1
+    if now - tonumber(fire) > grace then
+      -- Rare path: only misfired jobs pay for decoding their spec.
+      local ok, decoded = pcall(cjson.decode, spec)
+      if ok and decoded['misfire'] ~= 'fire_once' then
+        queue = 0
+      end
+    end
+    if queue == 1 then
+      messages[#messages + 1] = '{"r":0,"t":' .. fire .. ',"a":1,"spec":' .. spec .. '}'
+    end
     redis.call('ZADD', KEYS[3], fire, id)
     out[#out + 1] = id
     out[#out + 1] = fire
     out[#out + 1] = spec
+    out[#out + 1] = queue
   end
   if #messages == 500 then
     redis.call('RPUSH', KEYS[4], unpack(messages))

@@ -1,16 +1,19 @@
--- Put claimed jobs back on the schedule at their next fire time.
+-- Put claimed jobs back on the schedule at their next fire time, and queue
+-- the records of fires skipped by misfire policy, in one atomic step.
 -- A job is rescheduled only if it is still pending with the fire time this
 -- dispatcher claimed: if the API replaced the job meanwhile, the API's own
 -- schedule entry wins.
--- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending
--- ARGV[1] leader id, then triples: job id, claimed fire ms, next fire ms
--- (an empty next fire ms means the job has no further fire).
+-- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready
+-- ARGV[1] leader id  ARGV[2] number of triples N
+-- then N triples: job id, claimed fire ms, next fire ms ('' = no further fire)
+-- then skip-record messages to push onto the ready list.
 -- Returns the number of jobs rescheduled, or -1 without the lease.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
+local n = tonumber(ARGV[2])
 local done = 0
-for i = 2, #ARGV, 3 do
+for i = 3, 2 + 3 * n, 3 do
   local id, claimed, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local current = redis.call('ZSCORE', KEYS[3], id)
   if current and tonumber(current) == tonumber(claimed) then
@@ -20,5 +23,8 @@ for i = 2, #ARGV, 3 do
       done = done + 1
     end
   end
+end
+for i = 3 + 3 * n, #ARGV do
+  redis.call('RPUSH', KEYS[4], ARGV[i])
 end
 return done

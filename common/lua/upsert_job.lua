@@ -4,7 +4,17 @@
 -- ARGV[1] job id  ARGV[2] spec json (with integer field "v")
 -- ARGV[3] next fire ms, or '' to take the job off the schedule
 -- ARGV[4] version of this spec
--- Returns 1 when applied, 0 when a newer version was already stored.
+-- ARGV[5] '1' to refuse a next fire that is already due by Redis' clock: the
+-- dispatcher may have claimed that fire from the job's old entry while this
+-- write was in flight, and queuing it again would run it twice.
+-- Returns 1 when applied, 0 when a newer version was already stored, -2 when
+-- the next fire is already due (the caller computes a later one).
+if ARGV[5] == '1' and ARGV[3] ~= '' then
+  local t = redis.call('TIME')
+  if tonumber(ARGV[3]) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+    return -2
+  end
+end
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
   local ok, decoded = pcall(cjson.decode, stored)
