@@ -4,6 +4,12 @@ Runs when a dispatcher becomes leader, when the ``initialized`` marker is
 missing (Redis was flushed or restarted empty), and periodically. A job is
 (re)published when Redis lacks its spec or holds an older version, and put
 back on the schedule when it is enabled but neither scheduled nor pending.
+
+A job put back resumes after its last recorded fire (ATLEAST_ONCE), so the
+fires that fell due while Redis was empty are executed late rather than lost;
+the dispatcher's misfire policy still applies to anything older than the
+grace. ATMOST_ONCE jobs resume from now: a fire whose message was lost with
+Redis may have been executed already, and must not run twice.
 """
 from __future__ import annotations
 
@@ -13,13 +19,13 @@ import threading
 from typing import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from common import cron
-from common.message import JobSpec
-from common.models import Job
+from common.message import ATLEAST_ONCE, JobSpec
+from common.models import Execution, Job
 from common.redisstore import RedisStore
 from common.timeutil import now_ms
 
@@ -28,8 +34,24 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 
 
+def _last_fires(sessions: sessionmaker, job_ids: list[str]) -> dict[str, int]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Execution.job_id, func.max(Execution.scheduled_at_ms))
+            .where(Execution.job_id.in_(job_ids)).group_by(Execution.job_id)).all()
+    return {job_id: last for job_id, last in rows}
+
+
+def resume_point(job: Job, last_fire: int | None, now: int, grace_ms: int) -> int:
+    """The instant after which a job's next fire is computed when put back."""
+    if job.type != ATLEAST_ONCE:
+        return now
+    since = max(last_fire or 0, job.updated_at_ms)
+    return max(since, now - grace_ms)
+
+
 def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
-              is_leader: Callable[[], bool] = lambda: True) -> int:
+              is_leader: Callable[[], bool] = lambda: True, grace_ms: int = 60_000) -> int:
     """Repair every difference; returns the number of jobs repaired."""
     repaired = 0
     last_id = ""
@@ -47,12 +69,19 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
         pipe.zmscore(k.schedule, ids)
         pipe.zmscore(k.pending, ids)
         specs, scheduled, pending = pipe.execute()
+        stale = []
         for job, spec_json, in_schedule, in_pending in zip(jobs, specs, scheduled, pending):
-            stored_version = json.loads(spec_json)["v"] if spec_json else 0
             on_schedule = in_schedule is not None or in_pending is not None
-            if stored_version >= job.version and on_schedule == job.enabled:
-                continue
-            nxt = cron.next_fire_ms(job.schedule, job.timezone, now) if job.enabled else None
+            stored_version = json.loads(spec_json)["v"] if spec_json else 0
+            if stored_version < job.version or on_schedule != job.enabled:
+                stale.append((job, on_schedule))
+        last_fires = _last_fires(sessions, [job.id for job, _ in stale]) if stale else {}
+        for job, on_schedule in stale:
+            nxt = None
+            if job.enabled:
+                since = now if on_schedule else resume_point(job, last_fires.get(job.id), now,
+                                                             grace_ms)
+                nxt = cron.next_fire_ms(job.schedule, job.timezone, since)
             # A fire already due when this lands is refused (it may have been
             # claimed meanwhile); the next pass repairs the job then.
             if store.upsert_job(job.id, JobSpec.from_job(job).to_json(), nxt, job.version,
@@ -74,12 +103,13 @@ class Reconciler(threading.Thread):
     RETRY_S = 2.0
 
     def __init__(self, store: RedisStore, sessions: sessionmaker, interval_ms: int,
-                 is_leader: Callable[[], bool]):
+                 is_leader: Callable[[], bool], grace_ms: int = 60_000):
         super().__init__(name="reconciler", daemon=True)
         self.store = store
         self.sessions = sessions
         self.interval_s = interval_ms / 1000.0
         self.is_leader = is_leader
+        self.grace_ms = grace_ms
         self.trigger = threading.Event()
         self.stopping = threading.Event()
 
@@ -88,7 +118,7 @@ class Reconciler(threading.Thread):
         if not self.is_leader():
             return True
         try:
-            reconcile(self.store, self.sessions, now, self.is_leader)
+            reconcile(self.store, self.sessions, now, self.is_leader, self.grace_ms)
             return True
         except (SQLAlchemyError, RedisError) as e:
             log.warning("reconcile postponed: %s", type(e).__name__)

@@ -50,7 +50,7 @@ def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
         except redis.ConnectionError:
             if process.poll() is not None:
                 raise SystemExit(f"bundled redis-server exited ({process.returncode}); "
-                                 f"is port {port} taken? see {data_dir / 'redis.log'}")
+                                 f"is port {port} taken? see {data_dir / 'redis.log'}") from None
             time.sleep(0.05)
     process.kill()
     raise SystemExit("bundled redis-server did not answer within 10 s")

@@ -56,7 +56,7 @@ class BundledRedis:
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("bundled redis-server did not start")
+                    raise RuntimeError("bundled redis-server did not start") from None
                 time.sleep(0.05)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 

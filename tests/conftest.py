@@ -76,9 +76,10 @@ class System:
         self.redis = backend.redis()
         self.keys = Keys(backend.prefix)
 
-    def start(self, workers: int = 2):
+    def start(self, workers: int = 2, dispatchers: int = 1):
         self.procs.start("api", "api")
-        self.procs.start("dispatcher", "dispatcher")
+        for i in range(1, dispatchers + 1):
+            self.start_dispatcher(f"dispatcher-{i}")
         for i in range(1, workers + 1):
             self.start_worker(f"worker-{i}")
         wait_until(self.api.healthy, 30, message="API healthy")
@@ -88,6 +89,13 @@ class System:
     def start_worker(self, name: str, **env):
         env.setdefault("JOBSCHED_WORKER_ID", f"{self.backend.prefix}{name}")
         return self.procs.start(name, "worker", **env)
+
+    def start_dispatcher(self, name: str):
+        return self.procs.start(name, "dispatcher", JOBSCHED_DISPATCHER_ID=name)
+
+    def leader(self) -> str | None:
+        holder = self.redis.get(self.keys.leader)
+        return holder.decode() if holder else None
 
     def live_workers(self) -> int:
         return sum(1 for w in self.redis.smembers(self.keys.workers)
@@ -108,13 +116,26 @@ def system(servers, tmp_path_factory, request):
         system.stop()
 
 
+def pytest_terminal_summary(terminalreporter):
+    from tests.faults import REPORT
+    if not REPORT:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault injection: fires per scenario")
+    write(f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
+          f"{'unrecorded':>12}")
+    for name, t in REPORT:
+        write(f"{name:<28}{t.expected:>10}{t.executed:>10}{t.duplicated:>12}{t.lost:>6}"
+              f"{t.unrecorded:>12}")
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure, attach the logs of the processes the test ran."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("system", "own_system"):
+        for name in ("system", "own_system", "fault_system"):
             system = item.funcargs.get(name)
             if system is not None:
                 report.sections.append((f"{name} process logs", system.procs.dump_logs()))

@@ -166,7 +166,7 @@ class Processes:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM")
+            raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM") from None
 
     def stop_all(self) -> None:
         for name in list(self.procs):

@@ -1,7 +1,7 @@
 """The dispatcher's loop driven by time: run_once(now) against real Redis and
 a real database, no sleeping."""
 from common.message import FireMessage, JobSpec
-from common.models import Job
+from common.models import Execution, Job
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
@@ -18,11 +18,18 @@ def make_dispatcher(backend, store, sessions, name="d1", **overrides) -> Dispatc
     return Dispatcher(settings, store, sessions)
 
 
-def add_job(sessions, job_id, schedule="* * * * * *", enabled=True):
+def add_job(sessions, job_id, schedule="* * * * * *", enabled=True, type="ATLEAST_ONCE"):
     with sessions() as session, session.begin():
         session.add(Job(id=job_id, schedule=schedule, timezone="UTC", url="http://127.0.0.1:1/",
-                        method="POST", headers={}, type="ATLEAST_ONCE", timeout_ms=1000,
+                        method="POST", headers={}, type=type, timeout_ms=1000,
                         enabled=enabled, version=1, created_at_ms=T0, updated_at_ms=T0))
+
+
+def add_execution(sessions, job_id, fire_ms):
+    with sessions() as session, session.begin():
+        session.add(Execution(execution_id=f"{job_id}:{fire_ms}", job_id=job_id, attempt=1,
+                              redelivered=False, scheduled_at_ms=fire_ms, started_at_ms=fire_ms,
+                              finished_at_ms=fire_ms, status="SUCCESS", duration_ms=0))
 
 
 def ready_messages(store):
@@ -102,7 +109,8 @@ def test_schedule_is_rebuilt_from_the_database_when_redis_lost_it(backend, store
     d.run_once(T0 + 5000)  # reacquires the lease, notices the missing marker
     assert d.reconciler.trigger.is_set()
     assert d.reconciler.run_once(T0 + 5000)
-    assert store.client.zscore(store.keys.schedule, "kept") == T0 + 6000
+    # Never fired: it resumes from its last change, so the lost fires run late.
+    assert store.client.zscore(store.keys.schedule, "kept") == T0 + 1000
     assert store.client.hexists(store.keys.jobs, "kept")
 
 
@@ -148,3 +156,19 @@ def test_due_retries_are_promoted_by_run_once(backend, store, sessions):
     assert 0 < d.run_once(T0 + 1900) <= 0.1 + 0.01  # wakes for the retry
     d.run_once(T0 + 2000)
     assert store.client.lrange(store.keys.ready, 0, -1) == [b"retry-message"]
+
+
+def test_after_redis_loss_jobs_resume_after_their_last_recorded_fire(backend, store, sessions):
+    add_job(sessions, "least")
+    add_job(sessions, "most", type="ATMOST_ONCE")
+    add_execution(sessions, "least", T0 + 10_000)
+    add_execution(sessions, "most", T0 + 10_000)
+    d = make_dispatcher(backend, store, sessions)
+    d.run_once(T0 + 13_500)  # Redis is empty: nothing scheduled, marker missing
+    assert d.reconciler.run_once(T0 + 13_500)
+    # ATLEAST_ONCE catches up from its last recorded fire; ATMOST_ONCE from now.
+    assert store.client.zscore(store.keys.schedule, "least") == T0 + 11_000
+    assert store.client.zscore(store.keys.schedule, "most") == T0 + 14_000
+    d.run_once(T0 + 13_500)
+    fires = sorted(m.fire_ms for m in ready_messages(store) if m.spec.id == "least")
+    assert fires == [T0 + 11_000, T0 + 12_000, T0 + 13_000]

@@ -128,7 +128,7 @@ def test_workers_share_the_load(system, target):
 
 
 def rows_of(system, execution_id):
-    rows = system.api.get(f"/executions?limit=100").json()["executions"]
+    rows = system.api.get("/executions?limit=100").json()["executions"]
     return sorted((r for r in rows if r["executionId"] == execution_id),
                   key=lambda r: r["attempt"])
 

@@ -113,9 +113,11 @@ class ResultWriter(threading.Thread):
                 self.on_done([r.outcome.message for r in recorded])
                 self._notify(recorded)
             except Exception:
-                # Never die silently: the messages stay in flight and are
-                # redelivered if this worker goes away.
-                log.exception("result writer failed on a batch of %d", len(batch))
+                # A bug must not lose fires: hand the batch back to the ready
+                # list so the fires run again (a duplicate call, not a loss).
+                log.exception("result writer failed on a batch of %d; handing it back",
+                              len(batch))
+                self._hand_back([o.message for o in batch])
 
     def _write(self, batch: list[Recorded]) -> None:
         backoff = 0.1
@@ -135,10 +137,23 @@ class ResultWriter(threading.Thread):
                 return
             except SQLAlchemyError as e:
                 log.warning("cannot record %d results (%s); retrying in %.1fs",
-                            len(rows), type(e).__name__, backoff)
+                            len(batch), type(e).__name__, backoff)
                 # Keep retrying even when stopping: these results are not lost.
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _hand_back(self, messages: list) -> None:
+        inflight = self.store.keys.inflight(self.worker_id)
+        try:
+            pipe = self.store.client.pipeline(transaction=True)
+            for msg in messages:
+                pipe.lrem(inflight, 1, msg.raw)
+                pipe.lpush(self.store.keys.ready, msg.raw)
+            pipe.execute()
+        except RedisError:
+            log.exception("could not hand back %d messages; they stay in flight",
+                          len(messages))
+        self.on_done(messages)
 
     def _insert(self, batch: list[Recorded]) -> None:
         rows = [execution_row(r, self.worker_id) for r in batch]

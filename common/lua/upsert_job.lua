@@ -4,12 +4,15 @@
 -- ARGV[1] job id  ARGV[2] spec json (with integer field "v")
 -- ARGV[3] next fire ms, or '' to take the job off the schedule
 -- ARGV[4] version of this spec
--- ARGV[5] '1' to refuse a next fire that is already due by Redis' clock: the
--- dispatcher may have claimed that fire from the job's old entry while this
--- write was in flight, and queuing it again would run it twice.
+-- ARGV[5] '1' to refuse a next fire that is already due by Redis' clock while
+-- the job still has a schedule entry: the dispatcher may have claimed that
+-- fire from the old entry while this write was in flight, and queuing it
+-- again would run it twice. (A job with no entry at all, as after Redis lost
+-- its data, cannot have been claimed: a due fire is then accepted.)
 -- Returns 1 when applied, 0 when a newer version was already stored, -2 when
 -- the next fire is already due (the caller computes a later one).
-if ARGV[5] == '1' and ARGV[3] ~= '' then
+local has_entry = redis.call('ZSCORE', KEYS[2], ARGV[1]) or redis.call('ZSCORE', KEYS[3], ARGV[1])
+if ARGV[5] == '1' and ARGV[3] ~= '' and has_entry then
   local t = redis.call('TIME')
   if tonumber(ARGV[3]) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
     return -2
