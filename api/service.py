@@ -18,7 +18,7 @@ from api.schemas import JobIn
 from common import cron
 from common.logs import target_for_log
 from common.errors import Conflict, DependencyUnavailable, NotFound, ValidationError
-from common.message import FireMessage, JobSpec
+from common.message import MISFIRE_FIRE_ONCE, FireMessage, JobSpec, execution_id
 from common.models import Alert, Execution, Job
 from common.redisstore import RedisStore
 from common.settings import Settings
@@ -100,11 +100,35 @@ def replace_job(services: Services, job_id: str, data: JobIn) -> dict:
     now = now_ms()
     with services.unit_of_work() as session:
         job = _locked(session, job_id)
+        was_enabled, paused_since = job.enabled, job.updated_at_ms
         _apply(job, data, services.settings, now)
         job.version += 1
+        if job.enabled and not was_enabled:
+            _apply_misfire_on_resume(session, job, paused_since, now)
     _publish(services, job)
     log.info("job %s replaced (version %d)", job.id, job.version)
     return job_view(job, job.next_run_ms)
+
+
+def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now: int) -> None:
+    """Fires that fell while the job was disabled follow its misfire policy:
+    ``skip`` drops them, ``fire_once`` runs the last one now; either way one
+    SKIPPED row records what was not run."""
+    count, first, last = cron.fires_between(job.schedule, job.timezone, paused_since, now)
+    if not count:
+        return
+    if job.misfire == MISFIRE_FIRE_ONCE:
+        job.next_run_ms = last  # due now: the dispatcher runs it as the catch-up
+        count, first, last = cron.fires_between(job.schedule, job.timezone, paused_since,
+                                                last - 1)
+        if not count:
+            return
+    session.add(Execution(
+        execution_id=execution_id(job.id, first), job_id=job.id, attempt=0, redelivered=False,
+        scheduled_at_ms=first, started_at_ms=now, finished_at_ms=now, status="SKIPPED",
+        duration_ms=0, final=False,
+        error=f"{count} fire(s) skipped while the job was disabled (misfire={job.misfire}), "
+              f"the last at {iso_ms(last)}"))
 
 
 def get_job(services: Services, job_id: str) -> dict:

@@ -87,3 +87,18 @@ def next_fires_ms(expression: str, tz_name: str, after_ms: int, count: int) -> l
         current = next_fire_ms(expression, tz_name, current)
         fires.append(current)
     return fires
+
+
+def fires_between(expression: str, tz_name: str, after_ms: int, until_ms: int,
+                  cap: int = 1_000) -> tuple[int, int | None, int | None]:
+    """(count, first, last) of the fires in (after_ms, until_ms]. Counting
+    stops at ``cap`` fires (each step costs ~25 µs); ``last`` is then the
+    last fire counted."""
+    count, first, last = 0, None, None
+    probe = next_fire_ms(expression, tz_name, after_ms)
+    while probe <= until_ms and count < cap:
+        count += 1
+        first = probe if first is None else first
+        last = probe
+        probe = next_fire_ms(expression, tz_name, probe)
+    return count, first, last

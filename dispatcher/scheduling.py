@@ -68,12 +68,8 @@ def next_fire_after(schedule: str, tz: str, fired_ms: int, now: int, grace_ms: i
     if nxt >= now - grace_ms:
         return NextFire(nxt)
     # Misfire: count the fires passed over (bounded for a job down for years).
-    skipped, last, probe = 0, nxt, nxt
-    while probe <= now and skipped < MAX_COUNTED_SKIPS:
-        skipped += 1
-        last = probe
-        probe = cron.next_fire_ms(schedule, tz, probe)
-    return NextFire(cron.next_fire_ms(schedule, tz, now), skipped, nxt, last)
+    skipped, first, last = cron.fires_between(schedule, tz, fired_ms, now, MAX_COUNTED_SKIPS)
+    return NextFire(cron.next_fire_ms(schedule, tz, now), skipped, first, last)
 
 
 def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,

@@ -213,3 +213,46 @@ def test_replay_of_unknown_execution_is_404(client):
 def test_execution_filters_are_validated(client, query, field):
     r = client.get(f"/executions?{query}")
     assert r.status_code == 400 and r.get_json()["error"]["field"] == field
+
+
+def _disable_in_the_past(client, sessions, payload, job_id, seconds_ago):
+    """Disable the job, then date that back by ``seconds_ago``."""
+    from common.timeutil import now_ms
+    assert client.put(f"/jobs/{job_id}", json={**payload, "enabled": False}).status_code == 200
+    with sessions() as session, session.begin():
+        session.get(Job, job_id).updated_at_ms = now_ms() - seconds_ago * 1000
+
+
+def _skipped_rows(client, job_id):
+    rows = client.get(f"/jobs/{job_id}/executions?limit=100").get_json()["executions"]
+    return [r for r in rows if r["status"] == "SKIPPED"]
+
+
+def test_resume_with_skip_records_the_fires_missed_while_disabled(client, sessions):
+    job = client.post("/jobs", json={**VALID, "schedule": "* * * * * *"}).get_json()
+    _disable_in_the_past(client, sessions, VALID, job["jobId"], 10)
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "schedule": "* * * * * *"})
+    assert r.status_code == 200
+    (row,) = _skipped_rows(client, job["jobId"])
+    assert row["error"].startswith(("9 fire(s) skipped", "10 fire(s) skipped"))
+    assert row["attempt"] == 0
+
+
+def test_resume_with_fire_once_runs_one_catch_up_now(client, sessions, store):
+    payload = {**VALID, "schedule": "* * * * * *", "misfire": "fire_once"}
+    job = client.post("/jobs", json=payload).get_json()
+    _disable_in_the_past(client, sessions, payload, job["jobId"], 10)
+    resumed = client.put(f"/jobs/{job['jobId']}", json=payload).get_json()
+    # The next fire is the last missed one: already due, so it runs at once.
+    assert resumed["nextRun"] < resumed["updatedAt"]
+    assert store.client.zscore(store.keys.schedule, job["jobId"]) is not None
+    (row,) = _skipped_rows(client, job["jobId"])
+    assert " skipped while the job was disabled (misfire=fire_once)" in row["error"]
+
+
+def test_resume_without_missed_fires_records_nothing(client, sessions):
+    payload = {**VALID, "schedule": "0 0 0 1 1 *"}  # once a year
+    job = client.post("/jobs", json=payload).get_json()
+    client.put(f"/jobs/{job['jobId']}", json={**payload, "enabled": False})
+    client.put(f"/jobs/{job['jobId']}", json=payload)
+    assert _skipped_rows(client, job["jobId"]) == []
