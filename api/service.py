@@ -26,6 +26,9 @@ from common.timeutil import iso_ms, now_ms
 
 log = logging.getLogger(__name__)
 
+# How long a replay stays "already queued" for a repeated request.
+REPLAY_GUARD_MS = 3_600_000
+
 
 @dataclass
 class Services:
@@ -114,21 +117,20 @@ def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now:
     """Fires that fell while the job was disabled follow its misfire policy:
     ``skip`` drops them, ``fire_once`` runs the last one now; either way one
     SKIPPED row records what was not run."""
-    count, first, last = cron.fires_between(job.schedule, job.timezone, paused_since, now)
-    if not count:
+    missed = cron.fires_between(job.schedule, job.timezone, paused_since, now)
+    if not missed.count:
         return
     if job.misfire == MISFIRE_FIRE_ONCE:
-        job.next_run_ms = last  # due now: the dispatcher runs it as the catch-up
-        count, first, last = cron.fires_between(job.schedule, job.timezone, paused_since,
-                                                last - 1)
-        if not count:
+        job.next_run_ms = missed.last  # due now: the dispatcher runs it as the catch-up
+        missed = cron.fires_between(job.schedule, job.timezone, paused_since, missed.last - 1)
+        if not missed.count:
             return
     session.add(Execution(
-        execution_id=execution_id(job.id, first), job_id=job.id, attempt=0, redelivered=False,
-        scheduled_at_ms=first, started_at_ms=now, finished_at_ms=now, status="SKIPPED",
-        duration_ms=0, final=False,
-        error=f"{count} fire(s) skipped while the job was disabled (misfire={job.misfire}), "
-              f"the last at {iso_ms(last)}"))
+        execution_id=execution_id(job.id, missed.first), job_id=job.id, attempt=0,
+        redelivered=False, scheduled_at_ms=missed.first, started_at_ms=now,
+        finished_at_ms=now, status="SKIPPED", duration_ms=0, final=False,
+        error=f"{missed.describe()} skipped while the job was disabled "
+              f"(misfire={job.misfire}), the last at {iso_ms(missed.last)}"))
 
 
 def get_job(services: Services, job_id: str) -> dict:
@@ -190,10 +192,15 @@ def replay_execution(services: Services, execution_id: str) -> dict:
             raise NotFound(f"job {last.job_id} not found", field="jobId")
         spec_json = JobSpec.from_job(job).to_json()
     attempt = last.attempt + 1
+    message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt)
     try:
-        services.store.enqueue(FireMessage.encode(spec_json, last.scheduled_at_ms, attempt))
+        queued = services.store.enqueue_once(f"{execution_id}:{attempt}", message,
+                                             REPLAY_GUARD_MS)
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e
+    if not queued:  # a client retrying its POST must not run the fire twice
+        raise Conflict(f"attempt {attempt} of this execution is already queued",
+                       field="executionId")
     log.info("execution %s replayed as attempt %d", execution_id, attempt)
     return {"executionId": execution_id, "jobId": last.job_id, "attempt": attempt,
             "scheduledAt": iso_ms(last.scheduled_at_ms)}

@@ -7,6 +7,7 @@ step (~25 µs).
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -71,6 +72,15 @@ class _CronCache:
             nxt = it.get_next(float, start_time=start)
         return int(round(nxt * 1000))
 
+    def last_until(self, expression: str, tz_name: str, until_ms: int) -> int:
+        tz = zone(tz_name)
+        # get_prev is strictly before its start: start 1 ms later to include until_ms.
+        start = datetime.fromtimestamp((until_ms + 1) / 1000.0, tz)
+        with self._lock:
+            it = self._get(expression)
+            prev = it.get_prev(float, start_time=start)
+        return int(round(prev * 1000))
+
 
 _CACHE = _CronCache()
 
@@ -89,16 +99,31 @@ def next_fires_ms(expression: str, tz_name: str, after_ms: int, count: int) -> l
     return fires
 
 
+@dataclass(frozen=True)
+class FireSpan:
+    """The fires of a cron in a window: how many, the first and the last."""
+
+    count: int
+    first: int | None = None
+    last: int | None = None
+    capped: bool = False   # counting stopped at the cap: ``count`` is a minimum
+
+    def describe(self) -> str:
+        return f"{'at least ' if self.capped else ''}{self.count} fire(s)"
+
+
 def fires_between(expression: str, tz_name: str, after_ms: int, until_ms: int,
-                  cap: int = 1_000) -> tuple[int, int | None, int | None]:
-    """(count, first, last) of the fires in (after_ms, until_ms]. Counting
-    stops at ``cap`` fires (each step costs ~25 µs); ``last`` is then the
-    last fire counted."""
-    count, first, last = 0, None, None
-    probe = next_fire_ms(expression, tz_name, after_ms)
-    while probe <= until_ms and count < cap:
-        count += 1
-        first = probe if first is None else first
-        last = probe
+                  cap: int = 1_000) -> FireSpan:
+    """The fires in (after_ms, until_ms]. Counting stops at ``cap`` fires
+    (each step costs ~25 µs); ``last`` is the true last fire all the same."""
+    first = next_fire_ms(expression, tz_name, after_ms)
+    if first > until_ms:
+        return FireSpan(0)
+    count, probe = 1, first
+    while count < cap:
         probe = next_fire_ms(expression, tz_name, probe)
-    return count, first, last
+        if probe > until_ms:
+            return FireSpan(count, first, _CACHE.last_until(expression, tz_name, until_ms))
+        count += 1
+    return FireSpan(count, first, _CACHE.last_until(expression, tz_name, until_ms),
+                    capped=next_fire_ms(expression, tz_name, probe) <= until_ms)

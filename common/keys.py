@@ -14,6 +14,7 @@
 | wake                 | LIST         | nudges the dispatcher when an earlier fire is added     |
 | initialized          | STRING       | set once the schedule was built from the database       |
 | running:<job>        | STRING + TTL | execution id of the call in progress (concurrency=forbid)|
+| once:<token>         | STRING + TTL | a replay already queued (repeated requests are refused) |
 
 This table is copied into README.md for redis-cli users.
 """
@@ -70,3 +71,6 @@ class Keys:
 
     def running(self, job_id: str) -> str:
         return f"{self.prefix}running:{job_id}"
+
+    def once(self, token: str) -> str:
+        return f"{self.prefix}once:{token}"

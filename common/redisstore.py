@@ -30,6 +30,8 @@ class RedisStore:
         self._lease = client.register_script(_load("lease"))
         self._requeue = client.register_script(_load("requeue_dead_worker"))
         self._promote = client.register_script(_load("promote_retries"))
+        self._hand_back = client.register_script(_load("hand_back"))
+        self._enqueue_once = client.register_script(_load("enqueue_once"))
         self._acquire_running = client.register_script(_load("acquire_running"))
         self._release_running = client.register_script(_load("release_running"))
 
@@ -81,8 +83,10 @@ class RedisStore:
         moved = self._promote(keys=[k.leader, k.retry, k.ready], args=[leader, now_ms, limit])
         return None if moved == -1 else moved
 
-    def enqueue(self, message: str) -> None:
-        self.client.rpush(self.keys.ready, message)
+    def enqueue_once(self, token: str, message: str, guard_ms: int) -> bool:
+        """Queue ``message`` unless ``token`` was used in the last ``guard_ms``."""
+        return self._enqueue_once(keys=[self.keys.once(token), self.keys.ready],
+                                  args=[message, guard_ms]) == 1
 
     def requeue_dead_worker(self, worker_id: str, leader: str) -> int | None:
         """Leader only: requeue a worker's in-flight list if its heartbeat expired."""
@@ -101,6 +105,13 @@ class RedisStore:
             keys=[k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader],
             args=[worker_id, ""],
         )
+
+    def hand_back(self, worker_id: str, messages: list[bytes]) -> int:
+        """Return still-in-flight messages of this worker to the ready list."""
+        if not messages:
+            return 0
+        return self._hand_back(keys=[self.keys.inflight(worker_id), self.keys.ready],
+                               args=messages)
 
     def acquire_running(self, job_id: str, execution_id: str, expire_ms: int) -> bool:
         return self._acquire_running(keys=[self.keys.running(job_id)],

@@ -37,7 +37,7 @@ class Dispatcher:
         self._next_reap = 0
         self._next_init_check = 0
         self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
-                                     lambda: self.lease.held, settings.misfire_grace_ms)
+                                     lambda: self.lease.held)
 
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""

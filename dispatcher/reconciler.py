@@ -7,9 +7,11 @@ back on the schedule when it is enabled but neither scheduled nor pending.
 
 A job put back resumes after its last recorded fire (ATLEAST_ONCE), so the
 fires that fell due while Redis was empty are executed late rather than lost;
-the dispatcher's misfire policy still applies to anything older than the
-grace. ATMOST_ONCE jobs resume from now: a fire whose message was lost with
-Redis may have been executed already, and must not run twice.
+the dispatcher's misfire policy applies to those older than the grace (and
+records them). ATMOST_ONCE jobs resume from now: a fire whose message was
+lost with Redis may have been executed already, and must not run twice.
+After Redis lost everything, retries that were pending are queued again from
+the database (the last attempt of a fire failed and was not final).
 """
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ import threading
 from typing import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import exists, false, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import aliased, sessionmaker
 
 from common import cron
-from common.message import ATLEAST_ONCE, JobSpec
+from common.message import ATLEAST_ONCE, FireMessage, JobSpec
 from common.models import Execution, Job
 from common.redisstore import RedisStore
 from common.timeutil import now_ms
@@ -32,6 +34,7 @@ from common.timeutil import now_ms
 log = logging.getLogger(__name__)
 
 PAGE = 1000
+RETRY_LOOKBACK_MS = 24 * 3600 * 1000
 
 
 def _last_fires(sessions: sessionmaker, job_ids: list[str]) -> dict[str, int]:
@@ -42,16 +45,35 @@ def _last_fires(sessions: sessionmaker, job_ids: list[str]) -> dict[str, int]:
     return {job_id: last for job_id, last in rows}
 
 
-def resume_point(job: Job, last_fire: int | None, now: int, grace_ms: int) -> int:
+def resume_point(job: Job, last_fire: int | None, now: int) -> int:
     """The instant after which a job's next fire is computed when put back."""
     if job.type != ATLEAST_ONCE:
         return now
-    since = max(last_fire or 0, job.updated_at_ms)
-    return max(since, now - grace_ms)
+    return max(last_fire or 0, job.updated_at_ms)
+
+
+def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int) -> int:
+    """Queue again the retries a lost Redis held: fires of ATLEAST_ONCE jobs
+    whose last attempt failed without being final, in the last day."""
+    later = aliased(Execution)
+    query = (select(Execution, Job).join(Job, Job.id == Execution.job_id)
+             .where(Execution.status == "FAILED", Execution.final == false(),
+                    Execution.finished_at_ms >= now - RETRY_LOOKBACK_MS,
+                    Job.type == ATLEAST_ONCE,
+                    ~exists().where(later.execution_id == Execution.execution_id,
+                                    later.attempt > Execution.attempt)))
+    with sessions() as session:
+        rows = session.execute(query).all()
+    retries = {FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
+                                  row.attempt + 1): now for row, job in rows}
+    if retries:
+        store.client.zadd(store.keys.retry, retries, nx=True)
+        log.warning("queued %d pending retries again after Redis lost them", len(retries))
+    return len(retries)
 
 
 def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
-              is_leader: Callable[[], bool] = lambda: True, grace_ms: int = 60_000) -> int:
+              is_leader: Callable[[], bool] = lambda: True) -> int:
     """Repair every difference; returns the number of jobs repaired."""
     repaired = 0
     last_id = ""
@@ -77,22 +99,33 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
                 stale.append((job, on_schedule))
         last_fires = _last_fires(sessions, [job.id for job, _ in stale]) if stale else {}
         for job, on_schedule in stale:
-            nxt = None
-            if job.enabled:
-                since = now if on_schedule else resume_point(job, last_fires.get(job.id), now,
-                                                             grace_ms)
-                nxt = cron.next_fire_ms(job.schedule, job.timezone, since)
-            # A fire already due when this lands is refused (it may have been
-            # claimed meanwhile); the next pass repairs the job then.
-            if store.upsert_job(job.id, JobSpec.from_job(job).to_json(), nxt, job.version,
-                                refuse_due=True) == 1:
-                repaired += 1
+            try:
+                repaired += _repair(store, job, on_schedule, last_fires.get(job.id), now)
+            except (RedisError, SQLAlchemyError):
+                raise
+            except Exception:  # one broken row must not stop the others
+                log.exception("job %s could not be reconciled", job.id)
         if len(jobs) < PAGE:
             break
     store.client.set(k.initialized, now)
     if repaired:
         log.warning("reconciled %d jobs from the database into Redis", repaired)
     return repaired
+
+
+def _repair(store: RedisStore, job: Job, on_schedule: bool, last_fire: int | None,
+            now: int) -> int:
+    spec_json = JobSpec.from_job(job).to_json()
+    since = now if on_schedule else resume_point(job, last_fire, now)
+    for _ in range(3):
+        nxt = cron.next_fire_ms(job.schedule, job.timezone, since) if job.enabled else None
+        # Refused (-2) when due while the job still has an entry that may have
+        # been claimed meanwhile: computed again from the present.
+        result = store.upsert_job(job.id, spec_json, nxt, job.version, refuse_due=True)
+        if result != -2:
+            return 1 if result == 1 else 0
+        since = now_ms()
+    return 0
 
 
 class Reconciler(threading.Thread):
@@ -103,13 +136,12 @@ class Reconciler(threading.Thread):
     RETRY_S = 2.0
 
     def __init__(self, store: RedisStore, sessions: sessionmaker, interval_ms: int,
-                 is_leader: Callable[[], bool], grace_ms: int = 60_000):
+                 is_leader: Callable[[], bool]):
         super().__init__(name="reconciler", daemon=True)
         self.store = store
         self.sessions = sessions
         self.interval_s = interval_ms / 1000.0
         self.is_leader = is_leader
-        self.grace_ms = grace_ms
         self.trigger = threading.Event()
         self.stopping = threading.Event()
 
@@ -118,10 +150,16 @@ class Reconciler(threading.Thread):
         if not self.is_leader():
             return True
         try:
-            reconcile(self.store, self.sessions, now, self.is_leader, self.grace_ms)
+            redis_was_lost = not self.store.client.exists(self.store.keys.initialized)
+            reconcile(self.store, self.sessions, now, self.is_leader)
+            if redis_was_lost:
+                requeue_pending_retries(self.store, self.sessions, now)
             return True
         except (SQLAlchemyError, RedisError) as e:
             log.warning("reconcile postponed: %s", type(e).__name__)
+            return False
+        except Exception:
+            log.exception("reconcile failed; retrying")
             return False
 
     def run(self) -> None:

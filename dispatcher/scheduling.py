@@ -47,6 +47,7 @@ class NextFire:
     skipped: int = 0             # fires passed over after a misfire
     first_skipped: int | None = None
     last_skipped: int | None = None
+    capped: bool = False         # ``skipped`` is a minimum (counting stopped)
 
 
 def _cron_of(spec_json: bytes) -> tuple[str, str]:
@@ -68,8 +69,9 @@ def next_fire_after(schedule: str, tz: str, fired_ms: int, now: int, grace_ms: i
     if nxt >= now - grace_ms:
         return NextFire(nxt)
     # Misfire: count the fires passed over (bounded for a job down for years).
-    skipped, first, last = cron.fires_between(schedule, tz, fired_ms, now, MAX_COUNTED_SKIPS)
-    return NextFire(cron.next_fire_ms(schedule, tz, now), skipped, first, last)
+    span = cron.fires_between(schedule, tz, fired_ms, now, MAX_COUNTED_SKIPS)
+    return NextFire(cron.next_fire_ms(schedule, tz, now), span.count, span.first, span.last,
+                    span.capped)
 
 
 def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
@@ -82,7 +84,8 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
         skipped, first, last = skipped + 1, fired_ms, last or fired_ms
     record = None
     if skipped:
-        record = FireMessage.encode_skip(spec_json.decode(), first, last, skipped, "misfire")
+        reason = "misfire, count is a minimum" if nxt.capped else "misfire"
+        record = FireMessage.encode_skip(spec_json.decode(), first, last, skipped, reason)
         log.warning("job %s: %d fires skipped by misfire policy (%d..%d)", job_id, skipped,
                     first, last)
     return (job_id, fired_ms, nxt.at), record, skipped

@@ -256,3 +256,18 @@ def test_resume_without_missed_fires_records_nothing(client, sessions):
     client.put(f"/jobs/{job['jobId']}", json={**payload, "enabled": False})
     client.put(f"/jobs/{job['jobId']}", json=payload)
     assert _skipped_rows(client, job["jobId"]) == []
+
+
+def test_replay_is_refused_when_the_same_attempt_is_already_queued(client, sessions, store):
+    from common.models import Execution
+    job = client.post("/jobs", json=VALID).get_json()
+    with sessions() as session, session.begin():
+        session.add(Execution(execution_id=f"{job['jobId']}:1000", job_id=job["jobId"],
+                              attempt=2, redelivered=False, scheduled_at_ms=1000,
+                              started_at_ms=1000, finished_at_ms=1000, status="FAILED",
+                              duration_ms=0, final=True))
+    first = client.post(f"/executions/{job['jobId']}:1000/replay")
+    assert first.status_code == 202 and first.get_json()["attempt"] == 3
+    again = client.post(f"/executions/{job['jobId']}:1000/replay")
+    assert again.status_code == 409
+    assert store.client.llen(store.keys.ready) == 1

@@ -172,3 +172,21 @@ def test_after_redis_loss_jobs_resume_after_their_last_recorded_fire(backend, st
     d.run_once(T0 + 13_500)
     fires = sorted(m.fire_ms for m in ready_messages(store) if m.spec.id == "least")
     assert fires == [T0 + 11_000, T0 + 12_000, T0 + 13_000]
+
+
+def test_after_redis_loss_pending_retries_are_queued_again(backend, store, sessions):
+    from dispatcher.reconciler import requeue_pending_retries
+    add_job(sessions, "j")
+    with sessions() as session, session.begin():
+        for fire, attempt, status, final in [(T0, 1, "FAILED", False),  # retry pending
+                                             (T0 + 1000, 1, "FAILED", False),
+                                             (T0 + 1000, 2, "SUCCESS", False),  # retried
+                                             (T0 + 2000, 4, "FAILED", True)]:  # dead letter
+            session.add(Execution(execution_id=f"j:{fire}", job_id="j", attempt=attempt,
+                                  redelivered=False, scheduled_at_ms=fire,
+                                  started_at_ms=fire, finished_at_ms=fire, status=status,
+                                  duration_ms=0, final=final))
+    assert requeue_pending_retries(store, sessions, T0 + 5000) == 1
+    (raw,) = store.client.zrange(store.keys.retry, 0, -1)
+    msg = FireMessage.decode(raw)
+    assert (msg.execution_id, msg.attempt) == (f"j:{T0}", 2)

@@ -133,17 +133,28 @@ def rows_of(system, execution_id):
                   key=lambda r: r["attempt"])
 
 
+def calls_of(target, path, execution_id, attempt=None):
+    return [r for r in target.received(path)
+            if r.headers["X-Jobsched-Execution-Id"] == execution_id
+            and (attempt is None or r.headers["X-Jobsched-Attempt"] == str(attempt))]
+
+
+def first_fire_attempts(system, target, path, count):
+    """The first call of a job at the target, once its fire has ``count`` rows."""
+    first = wait_until(lambda: target.received(path), 15, message="a call")[0]
+    execution_id = first.headers["X-Jobsched-Execution-Id"]
+    rows = wait_until(lambda: len(rows_of(system, execution_id)) >= count and
+                      rows_of(system, execution_id), 15, message=f"{count} attempts")
+    return first, rows
+
+
 def test_a_failed_call_is_retried_and_the_retry_succeeds(system, target):
     job = system.api.create(schedule="* * * * * *", api=target.url("/fail-first/1/a"),
                             maxRetries=2, retryBackoffMs=200)
-    first = wait_until(lambda: target.received("/fail-first/1/a"), 15, message="a call")[0]
-    execution_id = first.headers["X-Jobsched-Execution-Id"]
-    rows = wait_until(lambda: len(rows_of(system, execution_id)) >= 2 and
-                      rows_of(system, execution_id), 15, message="two attempts")
+    first, rows = first_fire_attempts(system, target, "/fail-first/1/a", 2)
     assert [(r["attempt"], r["status"], r["final"]) for r in rows] == \
         [(1, "FAILED", False), (2, "SUCCESS", False)]
-    calls = [r for r in target.received("/fail-first/1/a")
-             if r.headers["X-Jobsched-Execution-Id"] == execution_id]
+    calls = calls_of(target, "/fail-first/1/a", first.headers["X-Jobsched-Execution-Id"])
     assert [c.headers["X-Jobsched-Attempt"] for c in calls] == ["1", "2"]
     assert calls[1].arrived_ms - calls[0].arrived_ms >= 100  # backoff, with jitter >= base/2
     alerts = system.api.get(f"/alerts?jobId={job['jobId']}").json()["alerts"]
@@ -155,9 +166,7 @@ def test_retry_after_is_honoured(system, target):
                       maxRetries=1, retryBackoffMs=10)
     first = wait_until(lambda: target.received("/retry-after/2/b"), 15, message="a call")[0]
     execution_id = first.headers["X-Jobsched-Execution-Id"]
-    again = wait_until(lambda: [r for r in target.received("/retry-after/2/b")
-                                if r.headers["X-Jobsched-Execution-Id"] == execution_id
-                                and r.headers["X-Jobsched-Attempt"] == "2"], 15,
+    again = wait_until(lambda: calls_of(target, "/retry-after/2/b", execution_id, 2), 15,
                        message="the retry")[0]
     assert again.arrived_ms - first.arrived_ms >= 2000
 
@@ -165,10 +174,8 @@ def test_retry_after_is_honoured(system, target):
 def test_exhausted_retries_alert_once_land_in_dead_letter_and_can_be_replayed(system, target):
     job = system.api.create(schedule="* * * * * *", api=target.url("/status/500/dead"),
                             maxRetries=2, retryBackoffMs=50)
-    first = wait_until(lambda: target.received("/status/500/dead"), 15, message="a call")[0]
+    first, rows = first_fire_attempts(system, target, "/status/500/dead", 3)
     execution_id = first.headers["X-Jobsched-Execution-Id"]
-    rows = wait_until(lambda: len(rows_of(system, execution_id)) >= 3 and
-                      rows_of(system, execution_id), 15, message="three attempts")
     assert [(r["attempt"], r["status"], r["final"]) for r in rows] == \
         [(1, "FAILED", False), (2, "FAILED", False), (3, "FAILED", True)]
     alerts = wait_until(lambda: [a for a in system.api.get(
@@ -182,9 +189,7 @@ def test_exhausted_retries_alert_once_land_in_dead_letter_and_can_be_replayed(sy
     # Replay: the same fire runs again with the next attempt number.
     r = system.api.post(f"/executions/{execution_id}/replay")
     assert r.status_code == 202 and r.json()["attempt"] == 4
-    replayed = wait_until(lambda: [x for x in target.received("/status/500/dead")
-                                   if x.headers["X-Jobsched-Execution-Id"] == execution_id
-                                   and x.headers["X-Jobsched-Attempt"] == "4"], 15,
+    replayed = wait_until(lambda: calls_of(target, "/status/500/dead", execution_id, 4), 15,
                           message="the replayed call")
     assert replayed[0].scheduled_ms == first.scheduled_ms
     wait_until(lambda: len(rows_of(system, execution_id)) == 4, 10, message="replay recorded")

@@ -167,3 +167,17 @@ def test_running_mark_excludes_other_fires_but_not_a_redelivery(store):
     assert not store.acquire_running("j", "j:2000", 5000)
     store.release_running("j", "j:1000")
     assert store.acquire_running("j", "j:2000", 5000)
+
+
+def test_hand_back_moves_only_messages_still_in_flight(store):
+    k = store.keys
+    store.client.rpush(k.inflight("w1"), b"a", b"b")
+    assert store.hand_back("w1", [b"a", b"gone"]) == 1
+    assert store.client.lrange(k.ready, 0, -1) == [b"a"]
+    assert store.client.lrange(k.inflight("w1"), 0, -1) == [b"b"]
+
+
+def test_enqueue_once_refuses_a_repeated_token(store):
+    assert store.enqueue_once("x:4", "m", 60_000)
+    assert not store.enqueue_once("x:4", "m", 60_000)
+    assert store.client.lrange(store.keys.ready, 0, -1) == [b"m"]

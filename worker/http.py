@@ -14,6 +14,9 @@ from worker.retry import parse_retry_after
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 SKIPPED = "SKIPPED"
+# Not a recorded status: an attempt put back for later (a retry that found
+# another fire of its job running, under concurrency=forbid).
+DEFERRED = "DEFERRED"
 USER_AGENT = "jobsched/0.1"
 READ_LIMIT = 64 * 1024
 
@@ -64,7 +67,7 @@ def call(session: requests.Session, msg: FireMessage, snippet_bytes: int) -> Out
         with session.request(spec.method, spec.url, data=_encode(spec.body),
                              headers=fire_headers(msg), timeout=(timeout_s, timeout_s),
                              allow_redirects=False, stream=True) as response:
-            content = _read_some(response)
+            content = _read_some(response, started + spec.timeout_ms)
             code = response.status_code
             retry_after = response.headers.get("Retry-After") if code in (429, 503) else None
     except requests.Timeout:
@@ -89,18 +92,27 @@ def skipped(msg: FireMessage, reason: str) -> Outcome:
     return Outcome(msg, now, now, SKIPPED, None, reason, None)
 
 
+def deferred(msg: FireMessage) -> Outcome:
+    now = now_ms()
+    return Outcome(msg, now, now, DEFERRED, None, None, None)
+
+
 def _encode(body: str | None) -> bytes | None:
     return None if body is None else body.encode("utf-8")
 
 
-def _read_some(response: requests.Response) -> bytes:
-    """Read at most READ_LIMIT bytes; a huge response must not eat memory."""
+def _read_some(response: requests.Response, deadline_ms: int) -> bytes:
+    """Read at most READ_LIMIT bytes, and not past the call's deadline: the
+    read timeout applies to each chunk, so a target trickling its answer
+    could otherwise hold the call for ever."""
     chunks, size = [], 0
     for chunk in response.iter_content(8192):
         chunks.append(chunk)
         size += len(chunk)
         if size >= READ_LIMIT:
             break
+        if now_ms() > deadline_ms:
+            raise requests.Timeout("the answer took longer than the timeout")
     return b"".join(chunks)
 
 

@@ -27,12 +27,13 @@ from common.models import Alert, Execution
 from common.redisstore import RedisStore
 from common.settings import Settings
 from worker.alerts import WebhookSender, alert_row, webhook_payload
-from worker.http import FAILED, Outcome
+from worker.http import DEFERRED, FAILED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
+DEFER_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Recorded:
 
 def decide(outcome: Outcome, settings: Settings, rand=random.random) -> Recorded:
     msg, spec = outcome.message, outcome.message.spec
+    if outcome.status == DEFERRED:
+        return Recorded(outcome, final=False, retry_at_ms=outcome.finished_ms + DEFER_MS)
     if outcome.status != FAILED or msg.skip:
         return Recorded(outcome, final=False)
     if not will_retry(outcome.status, spec.type, msg.attempt, spec.max_retries):
@@ -106,18 +109,26 @@ class ResultWriter(threading.Thread):
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
+            messages = [o.message for o in batch]
             try:
                 recorded = [decide(o, self.settings) for o in batch]
                 self._write(recorded)
-                self._ack(recorded)
-                self.on_done([r.outcome.message for r in recorded])
-                self._notify(recorded)
             except Exception:
-                # A bug must not lose fires: hand the batch back to the ready
-                # list so the fires run again (a duplicate call, not a loss).
+                # A bug must not lose fires: hand the batch back so the fires
+                # run again (a duplicate call, not a loss). ATMOST_ONCE
+                # messages left the in-flight list before their call and are
+                # never run twice: the hand-back skips them.
                 log.exception("result writer failed on a batch of %d; handing it back",
                               len(batch))
-                self._hand_back([o.message for o in batch])
+                self.on_done(messages)
+                self.store.hand_back(self.worker_id, [m.raw for m in messages])
+                continue
+            self._ack(recorded)
+            self.on_done(messages)
+            try:
+                self._notify(recorded)
+            except Exception:
+                log.exception("could not log or send the alerts of a recorded batch")
 
     def _write(self, batch: list[Recorded]) -> None:
         backoff = 0.1
@@ -142,22 +153,12 @@ class ResultWriter(threading.Thread):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _hand_back(self, messages: list) -> None:
-        inflight = self.store.keys.inflight(self.worker_id)
-        try:
-            pipe = self.store.client.pipeline(transaction=True)
-            for msg in messages:
-                pipe.lrem(inflight, 1, msg.raw)
-                pipe.lpush(self.store.keys.ready, msg.raw)
-            pipe.execute()
-        except RedisError:
-            log.exception("could not hand back %d messages; they stay in flight",
-                          len(messages))
-        self.on_done(messages)
-
     def _insert(self, batch: list[Recorded]) -> None:
-        rows = [execution_row(r, self.worker_id) for r in batch]
+        rows = [execution_row(r, self.worker_id) for r in batch
+                if r.outcome.status != DEFERRED]
         alerts = [alert_row(r.outcome) for r in batch if r.final]
+        if not rows:
+            return
         with self.engine.begin() as conn:
             conn.execute(insert(Execution), rows)
             if alerts:
@@ -168,7 +169,8 @@ class ResultWriter(threading.Thread):
         # (of any job type) are acknowledged here like ATLEAST_ONCE fires.
         to_ack = [r.outcome.message for r in batch
                   if r.outcome.message.spec.type == ATLEAST_ONCE or r.outcome.message.skip]
-        retries = {r.outcome.message.next_attempt(): r.retry_at_ms
+        retries = {(r.outcome.message.raw if r.outcome.status == DEFERRED
+                    else r.outcome.message.next_attempt()): r.retry_at_ms
                    for r in batch if r.retry_at_ms is not None}
         if not to_ack and not retries:
             return
@@ -195,6 +197,8 @@ class ResultWriter(threading.Thread):
     def _notify(self, batch: list[Recorded]) -> None:
         for recorded in batch:
             outcome = recorded.outcome
+            if outcome.status == DEFERRED:
+                continue
             log.info("job=%s execution=%s attempt=%d status=%s http=%s lateness_ms=%d "
                      "duration_ms=%d%s", outcome.message.spec.id, outcome.message.execution_id,
                      outcome.message.attempt, outcome.status, outcome.http_status,

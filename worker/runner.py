@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from redis.exceptions import RedisError
@@ -20,7 +21,7 @@ from common.timeutil import iso_ms
 from sqlalchemy.engine import Engine
 from worker.alerts import WebhookSender
 from worker.heartbeat import Heartbeat
-from worker.http import Outcome, call, make_session, skipped
+from worker.http import Outcome, call, deferred, make_session, skipped
 from worker.results import ResultWriter
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Worker:
         # Messages this process is working on. Anything else found in our
         # in-flight list twice in a row is stranded (e.g. a BLMOVE whose reply
         # was lost) and is handed back to the ready list.
-        self._in_hand: set[bytes] = set()
+        self._in_hand: Counter[bytes] = Counter()
         self._in_hand_lock = threading.Lock()
         self._suspects: set[bytes] = set()
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
@@ -83,7 +84,7 @@ class Worker:
                 self.slots.release()
             else:
                 with self._in_hand_lock:
-                    self._in_hand.add(raw)
+                    self._in_hand[raw] += 1
                 self.pool.submit(self._handle, raw)
             if time.monotonic() >= self._next_sweep:
                 self._sweep_stranded()
@@ -91,28 +92,25 @@ class Worker:
 
     def _done_raw(self, raw: bytes) -> None:
         with self._in_hand_lock:
-            self._in_hand.discard(raw)
+            self._in_hand[raw] -= 1
+            if self._in_hand[raw] <= 0:
+                del self._in_hand[raw]
 
     def _done(self, messages: list[FireMessage]) -> None:
-        with self._in_hand_lock:
-            for msg in messages:
-                self._in_hand.discard(msg.raw)
+        for msg in messages:
+            self._done_raw(msg.raw)
 
     def _sweep_stranded(self) -> None:
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         try:
             listed = set(self.store.client.lrange(self.inflight, 0, -1))
             with self._in_hand_lock:
-                orphans = listed - self._in_hand
+                orphans = {raw for raw in listed if raw not in self._in_hand}
             stranded = orphans & self._suspects
             self._suspects = orphans - stranded
-            for raw in stranded:
-                pipe = self.store.client.pipeline(transaction=True)
-                pipe.lrem(self.inflight, 1, raw)
-                pipe.lpush(self.store.keys.ready, raw)
-                pipe.execute()
-            if stranded:
-                log.warning("handed back %d stranded in-flight messages", len(stranded))
+            moved = self.store.hand_back(self.id, sorted(stranded))
+            if moved:
+                log.warning("handed back %d stranded in-flight messages", moved)
         except RedisError:
             log.warning("in-flight sweep failed; will retry")
 
@@ -135,8 +133,14 @@ class Worker:
                 self._done_raw(raw)
             self.writer.put(self._execute(msg))
         except Exception:
-            # The message stays in flight and is redelivered if this worker dies.
-            log.exception("unexpected error handling a message")
+            # Handed back rather than left in flight under a live heartbeat
+            # (where nobody would ever run it).
+            log.exception("unexpected error handling a message; handing it back")
+            self._done_raw(raw)
+            try:
+                self.store.hand_back(self.id, [raw])
+            except RedisError:
+                log.warning("could not hand the message back; the sweep will")
         finally:
             self.slots.release()
 
@@ -146,14 +150,21 @@ class Worker:
         # Overlap policy "forbid": skip this fire while another one of the
         # job is being called. The mark expires after the call's timeout so a
         # crashed worker cannot block the job for long.
-        expire_ms = msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
+        # A call lasts at most connect + read timeouts.
+        expire_ms = 2 * msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
         if not self.store.acquire_running(msg.spec.id, msg.execution_id, expire_ms):
+            if msg.attempt > 1:
+                return deferred(msg)  # a retry waits its turn instead of ending its chain
             return skipped(msg, "skipped: the previous execution is still running "
                                 "(concurrency=forbid)")
         try:
             return call(self.session, msg, self.settings.response_snippet_bytes)
         finally:
-            self.store.release_running(msg.spec.id, msg.execution_id)
+            try:
+                self.store.release_running(msg.spec.id, msg.execution_id)
+            except RedisError:
+                log.warning("could not clear the running mark of job %s; it expires",
+                            msg.spec.id)
 
     def _shutdown(self) -> None:
         log.info("worker %s stopping: finishing calls in hand", self.id)

@@ -1,0 +1,45 @@
+"""What the result writer decides for an outcome (pure, no server)."""
+from common.message import FireMessage, JobSpec
+from common.settings import Settings
+from worker.http import DEFERRED, FAILED, SKIPPED, SUCCESS, Outcome
+from worker.results import DEFER_MS, decide
+
+SETTINGS = Settings()
+
+
+def outcome(status, attempt=1, type="ATLEAST_ONCE", max_retries=2, skip=None):
+    spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
+                   url="http://127.0.0.1:1/", type=type, max_retries=max_retries,
+                   retry_backoff_ms=1000)
+    raw = FireMessage.encode(spec.to_json(), 5000, attempt).encode()
+    msg = FireMessage.decode(raw)
+    if skip:
+        msg = FireMessage(raw, msg.spec, msg.fire_ms, msg.attempt, 0, skip)
+    return Outcome(msg, 10_000, 10_100, status, None, None, None)
+
+
+def test_a_failure_within_the_budget_is_retried_not_final():
+    r = decide(outcome(FAILED, attempt=1), SETTINGS, rand=lambda: 0.0)
+    assert (r.final, r.retry_at_ms) == (False, 10_100 + 500)
+
+
+def test_the_last_failure_is_final_and_not_retried():
+    r = decide(outcome(FAILED, attempt=3), SETTINGS)
+    assert (r.final, r.retry_at_ms) == (True, None)
+
+
+def test_atmost_once_failures_are_final_at_once():
+    r = decide(outcome(FAILED, type="ATMOST_ONCE"), SETTINGS)
+    assert (r.final, r.retry_at_ms) == (True, None)
+
+
+def test_success_and_skips_are_neither_final_nor_retried():
+    for o in (outcome(SUCCESS), outcome(SKIPPED, skip={"reason": "misfire", "count": 2,
+                                                       "last": 6000})):
+        r = decide(o, SETTINGS)
+        assert (r.final, r.retry_at_ms) == (False, None)
+
+
+def test_a_deferred_retry_comes_back_later_as_the_same_attempt():
+    r = decide(outcome(DEFERRED, attempt=2), SETTINGS)
+    assert (r.final, r.retry_at_ms) == (False, 10_100 + DEFER_MS)
