@@ -45,6 +45,9 @@ class Settings:
     worker_threads: int = 32
     worker_heartbeat_ttl_ms: int = 10_000
     result_batch_size: int = 500
+    # Results held while the database is down; when full, the worker stops
+    # taking new work (backpressure).
+    result_buffer: int = 10_000
     default_timeout_ms: int = 10_000
     max_timeout_ms: int = 300_000
     response_snippet_bytes: int = 1024
@@ -77,6 +80,7 @@ class Settings:
                 env, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS", base.worker_heartbeat_ttl_ms, 500
             ),
             result_batch_size=_int(env, "JOBSCHED_RESULT_BATCH_SIZE", base.result_batch_size, 1),
+            result_buffer=_int(env, "JOBSCHED_RESULT_BUFFER", base.result_buffer, 1),
             default_timeout_ms=_int(
                 env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
             ),

@@ -74,8 +74,7 @@ def execution_row(recorded: Recorded, worker_id: str) -> dict:
 
 class ResultWriter(threading.Thread):
     def __init__(self, engine: Engine, store: RedisStore, settings: Settings,
-                 webhooks: WebhookSender, on_done=lambda messages: None,
-                 capacity: int = 10_000):
+                 webhooks: WebhookSender, on_done=lambda messages: None):
         super().__init__(name="result-writer", daemon=True)
         self.engine = engine
         self.store = store
@@ -84,7 +83,7 @@ class ResultWriter(threading.Thread):
         self.batch_size = settings.result_batch_size
         self.on_done = on_done
         self.webhooks = webhooks
-        self.queue: queue.Queue[Outcome] = queue.Queue(maxsize=capacity)
+        self.queue: queue.Queue[Outcome] = queue.Queue(maxsize=settings.result_buffer)
         self._stopping = threading.Event()
 
     def put(self, outcome: Outcome) -> None:
