@@ -6,8 +6,11 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from api.routes import bp
-from api.service import Services
+from flask_swagger_ui import get_swaggerui_blueprint
+
+from api.auth import require_token
+from api.routes import history, jobs, system
+from api.services import Services
 from common.db import make_engine, make_sessionmaker
 from common.errors import JobschedError
 from common.keys import Keys
@@ -33,7 +36,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         sessions=make_sessionmaker(engine),
         store=RedisStore(redis_client, Keys(settings.redis_prefix)),
     )
-    app.register_blueprint(bp)
+    if settings.api_token:
+        require_token(app, settings.api_token)
+    for blueprint in (jobs.bp, history.bp, system.bp):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(get_swaggerui_blueprint(
+        "/docs", "/openapi.json", config={"app_name": "jobsched API"}))
     _register_errors(app)
     return app
 

@@ -1,8 +1,11 @@
-"""Request validation: one schema per resource, errors naming the field."""
+"""Request and response schemas. Requests are validated with these models,
+and /openapi.json is generated from the same models (api/openapi.py), so the
+documentation cannot drift from what the API accepts."""
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -12,16 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from common import cron
 from common.errors import ValidationError
 from common.message import ATLEAST_ONCE
+from common.schedule import ONCE
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
 MAX_RETRIES = 20
 MAX_BACKOFF_MS = 3_600_000
+MAX_BATCH = 1_000
 # Fields the API returns that a client may echo back in a PUT; they are ignored.
 READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun")
 
-
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS_RANGE = re.compile(r"([1-5]\d\d)-([1-5]\d\d)")
 
 
 def _latin1(value: str) -> bool:
@@ -39,19 +44,48 @@ def check_http_url(value: str) -> str:
     return value
 
 
+def parse_instant(value: str) -> int:
+    """ISO 8601 with a time zone (``2026-11-22T10:00:00Z``) -> epoch ms."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-11-22T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. Z or +01:00")
+    return int(moment.timestamp() * 1000)
+
+
+def status_ranges(items: list[int | str] | None) -> list[list[int]] | None:
+    """``[200, "300-303"]`` -> ``[[200, 200], [300, 303]]``."""
+    if items is None:
+        return None
+    ranges = []
+    for item in items:
+        if isinstance(item, int):
+            ranges.append([item, item])
+        else:
+            low, high = _STATUS_RANGE.fullmatch(item).groups()
+            ranges.append([int(low), int(high)])
+    return ranges
+
+
 class JobIn(BaseModel):
-    """A job as a client writes it (POST /jobs, PUT /jobs/<id>)."""
+    """A job as a client writes it (POST /jobs, PUT /jobs/{jobId})."""
 
     model_config = ConfigDict(extra="forbid")
 
-    schedule: StrictStr = Field(max_length=200)
-    api: StrictStr = Field(max_length=2048)
+    schedule: StrictStr = Field(
+        max_length=200, description="cron `sec min hour dom mon dow` (5 fields: second 0), "
+                                    "or `@once` with `runAt`")
+    api: StrictStr = Field(max_length=2048, description="target URL, http:// or https://")
     type: Literal["ATLEAST_ONCE", "ATMOST_ONCE"] = ATLEAST_ONCE
     name: StrictStr | None = Field(default=None, max_length=200)
-    timezone: StrictStr = Field(default="UTC", max_length=64)
+    timezone: StrictStr = Field(default="UTC", max_length=64, description="IANA time zone")
     method: Literal["POST", "GET", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[StrictStr, StrictStr] = Field(default_factory=dict)
-    body: Any = None
+    headers: dict[StrictStr, StrictStr] = Field(default_factory=dict,
+                                                 description=f"at most {MAX_HEADERS}")
+    body: Any = Field(default=None, description="JSON value (sent as application/json) or "
+                                                "string (sent as is); at most 64 KiB")
     timeoutMs: StrictInt | None = Field(default=None, ge=1)
     alertWebhook: StrictStr | None = Field(default=None, max_length=2048)
     enabled: StrictBool = True
@@ -59,21 +93,26 @@ class JobIn(BaseModel):
     retryBackoffMs: StrictInt = Field(default=1000, ge=1, le=MAX_BACKOFF_MS)
     misfire: Literal["skip", "fire_once"] = "skip"
     concurrency: Literal["allow", "forbid"] = "allow"
+    successStatus: list[StrictInt | StrictStr] | None = Field(
+        default=None, max_length=20,
+        description='HTTP statuses that count as success: codes or ranges, e.g. '
+                    '[200, "300-303"]; default 200-299')
+    startAt: StrictStr | None = Field(default=None, description="no fire before (ISO 8601)")
+    endAt: StrictStr | None = Field(default=None, description="no fire after (ISO 8601)")
+    runAt: StrictStr | None = Field(default=None,
+                                    description='the single fire of an "@once" job (ISO 8601)')
 
     @pydantic.field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str) -> str:
-        cron.normalize(v)
-        return v.strip()
+        v = v.strip()
+        if v != ONCE:
+            cron.normalize(v)
+        return v
 
-    @pydantic.field_validator("api")
+    @pydantic.field_validator("api", "alertWebhook")
     @classmethod
-    def _api(cls, v: str) -> str:
-        return check_http_url(v)
-
-    @pydantic.field_validator("alertWebhook")
-    @classmethod
-    def _webhook(cls, v: str | None) -> str | None:
+    def _url(cls, v: str | None) -> str | None:
         return None if v is None else check_http_url(v)
 
     @pydantic.field_validator("timezone")
@@ -104,25 +143,82 @@ class JobIn(BaseModel):
             raise ValueError(f"body must be at most {MAX_BODY_BYTES} bytes")
         return v
 
+    @pydantic.field_validator("successStatus")
+    @classmethod
+    def _success(cls, v: list | None) -> list | None:
+        for item in v or ():
+            if isinstance(item, int) and not 100 <= item <= 599:
+                raise ValueError(f"{item} is not an HTTP status")
+            if isinstance(item, str):
+                match = _STATUS_RANGE.fullmatch(item)
+                if not match or int(match.group(1)) > int(match.group(2)):
+                    raise ValueError(f"{item!r} is not a status range such as \"200-299\"")
+        if v is not None and not v:
+            raise ValueError("at least one status")
+        return v
 
-def parse_job(payload: Any) -> JobIn:
+    @pydantic.field_validator("startAt", "endAt", "runAt")
+    @classmethod
+    def _instant(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_instant(v)
+        return v
+
+    # Parsed forms, for the service layer.
+    def start_ms(self) -> int | None:
+        return None if self.startAt is None else parse_instant(self.startAt)
+
+    def end_ms(self) -> int | None:
+        return None if self.endAt is None else parse_instant(self.endAt)
+
+    def run_at_ms(self) -> int | None:
+        return None if self.runAt is None else parse_instant(self.runAt)
+
+
+def _check_combination(job: JobIn, prefix: str = "") -> None:
+    """Rules that involve several fields, each error naming one of them."""
+    if job.schedule == ONCE:
+        if job.runAt is None:
+            raise ValidationError('a schedule of "@once" needs runAt', field=prefix + "runAt")
+        for name in ("startAt", "endAt"):
+            if getattr(job, name) is not None:
+                raise ValidationError(f'{name} does not apply to an "@once" job',
+                                      field=prefix + name)
+    elif job.runAt is not None:
+        raise ValidationError('runAt applies only to a schedule of "@once"',
+                              field=prefix + "runAt")
+    start, end = job.start_ms(), job.end_ms()
+    if start is not None and end is not None and end <= start:
+        raise ValidationError("endAt must be after startAt", field=prefix + "endAt")
+
+
+def parse_job(payload: Any, prefix: str = "") -> JobIn:
     if not isinstance(payload, dict):
-        raise ValidationError("request body must be a JSON object", field=None)
+        raise ValidationError("a job must be a JSON object", field=prefix.rstrip(".") or None)
     cleaned = {k: v for k, v in payload.items() if k not in READ_ONLY_FIELDS}
     try:
-        return JobIn.model_validate(cleaned)
-    except ValidationError:
-        raise
+        job = JobIn.model_validate(cleaned)
     except pydantic.ValidationError as e:
-        raise _translate(e) from None
+        raise _translate(e, prefix) from None
+    _check_combination(job, prefix)
+    return job
 
 
-def _translate(error: pydantic.ValidationError) -> ValidationError:
+def parse_batch(payload: Any) -> list[JobIn]:
+    if not isinstance(payload, dict) or set(payload) != {"jobs"}:
+        raise ValidationError('the request must be {"jobs": [...]}', field="jobs")
+    jobs = payload["jobs"]
+    if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_BATCH:
+        raise ValidationError(f"jobs must be a list of 1 to {MAX_BATCH} jobs", field="jobs")
+    return [parse_job(job, prefix=f"jobs[{i}].") for i, job in enumerate(jobs)]
+
+
+def _translate(error: pydantic.ValidationError, prefix: str) -> ValidationError:
     first = error.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
+    field = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else None
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, ValidationError):  # raised by cron/zone helpers
-        return ValidationError(cause.message, field=cause.field or field)
+        return ValidationError(cause.message, field=prefix + (cause.field or "") or field)
     kind = first["type"]
     if kind == "missing":
         message = f"{field} is required"
@@ -131,3 +227,110 @@ def _translate(error: pydantic.ValidationError) -> ValidationError:
     else:
         message = f"{field}: {first['msg'].removeprefix('Value error, ')}"
     return ValidationError(message, field=field)
+
+
+# -- responses (documentation: api/views.py builds them) -----------------
+
+class JobOut(BaseModel):
+    jobId: str
+    name: str | None
+    schedule: str
+    timezone: str
+    api: str
+    method: str
+    headers: dict[str, str]
+    body: Any = None
+    type: str
+    timeoutMs: int
+    alertWebhook: str | None
+    enabled: bool
+    maxRetries: int
+    retryBackoffMs: int
+    misfire: str
+    concurrency: str
+    successStatus: list[str]
+    startAt: str | None
+    endAt: str | None
+    runAt: str | None
+    createdAt: str
+    updatedAt: str
+    nextRun: str | None
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    nextCursor: str | None
+
+
+class JobBatch(BaseModel):
+    jobs: list[JobOut]
+
+
+class NextRuns(BaseModel):
+    jobId: str
+    nextRuns: list[str]
+
+
+class ExecutionOut(BaseModel):
+    executionId: str
+    jobId: str
+    attempt: int
+    redelivered: bool
+    scheduledAt: str
+    startedAt: str
+    finishedAt: str
+    status: Literal["SUCCESS", "FAILED", "SKIPPED"]
+    httpStatus: int | None
+    durationMs: int
+    error: str | None
+    response: str | None
+    final: bool
+
+
+class ExecutionPage(BaseModel):
+    executions: list[ExecutionOut]
+    nextCursor: str | None
+
+
+class FireQueued(BaseModel):
+    executionId: str
+    jobId: str
+    attempt: int
+    scheduledAt: str
+
+
+class AlertOut(BaseModel):
+    alertId: int
+    jobId: str
+    executionId: str | None
+    kind: str
+    message: str
+    createdAt: str
+    acknowledged: bool
+
+
+class AlertPage(BaseModel):
+    alerts: list[AlertOut]
+    nextCursor: str | None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class DependencyState(BaseModel):
+    ok: bool
+    latencyMs: float
+    error: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: DependencyState
+    redis: DependencyState

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from common.schedule import Timing
+
 ATLEAST_ONCE = "ATLEAST_ONCE"
 ATMOST_ONCE = "ATMOST_ONCE"
 JOB_TYPES = (ATLEAST_ONCE, ATMOST_ONCE)
@@ -22,6 +24,7 @@ MISFIRE_SKIP = "skip"
 MISFIRE_FIRE_ONCE = "fire_once"
 CONCURRENCY_ALLOW = "allow"
 CONCURRENCY_FORBID = "forbid"
+DEFAULT_SUCCESS = ((200, 299),)
 
 
 def execution_id(job_id: str, fire_ms: int) -> str:
@@ -47,16 +50,31 @@ class JobSpec:
     retry_backoff_ms: int = 1000
     misfire: str = MISFIRE_SKIP
     concurrency: str = CONCURRENCY_ALLOW
+    start_ms: int | None = None
+    end_ms: int | None = None
+    run_at_ms: int | None = None
+    success: tuple = DEFAULT_SUCCESS   # inclusive (low, high) status ranges
 
     def to_json(self) -> str:
+        # The timing fields come first, in this order: the dispatcher reads
+        # them without decoding the rest (dispatcher/scheduling.py).
         return json.dumps({
             "v": self.version, "id": self.id, "schedule": self.schedule, "tz": self.timezone,
+            "start": self.start_ms, "end": self.end_ms, "runAt": self.run_at_ms,
             "url": self.url, "method": self.method, "headers": self.headers,
             "body": self.body, "contentType": self.content_type, "type": self.type,
             "timeoutMs": self.timeout_ms, "alertWebhook": self.alert_webhook,
             "maxRetries": self.max_retries, "backoffMs": self.retry_backoff_ms,
             "misfire": self.misfire, "concurrency": self.concurrency,
+            "success": [list(pair) for pair in self.success],
         }, separators=(",", ":"))
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.schedule, self.timezone, self.start_ms, self.end_ms, self.run_at_ms)
+
+    def succeeded(self, http_status: int) -> bool:
+        return any(low <= http_status <= high for low, high in self.success)
 
     @classmethod
     def from_job(cls, job) -> "JobSpec":
@@ -72,7 +90,10 @@ class JobSpec:
             content_type=content_type, type=job.type, timeout_ms=job.timeout_ms,
             alert_webhook=job.alert_webhook, max_retries=job.max_retries,
             retry_backoff_ms=job.retry_backoff_ms, misfire=job.misfire,
-            concurrency=job.concurrency,
+            concurrency=job.concurrency, start_ms=job.start_at_ms, end_ms=job.end_at_ms,
+            run_at_ms=job.run_at_ms,
+            success=tuple(tuple(p) for p in job.success_status) if job.success_status
+            else DEFAULT_SUCCESS,
         )
 
     @classmethod
@@ -85,6 +106,8 @@ class JobSpec:
             max_retries=d.get("maxRetries", 3), retry_backoff_ms=d.get("backoffMs", 1000),
             misfire=d.get("misfire", MISFIRE_SKIP),
             concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
+            start_ms=d.get("start"), end_ms=d.get("end"), run_at_ms=d.get("runAt"),
+            success=tuple(tuple(p) for p in d.get("success") or DEFAULT_SUCCESS),
         )
 
 

@@ -16,6 +16,7 @@ class Base(DeclarativeBase):
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_created_id", "created_at_ms", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
@@ -34,6 +35,10 @@ class Job(Base):
     misfire: Mapped[str] = mapped_column(String(16), default="skip", server_default="skip")
     concurrency: Mapped[str] = mapped_column(String(16), default="allow",
                                              server_default="allow")
+    success_status: Mapped[list | None] = mapped_column(JSON)   # [[low, high], ...]
+    start_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    end_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    run_at_ms: Mapped[int | None] = mapped_column(BigInteger)   # "@once" jobs
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
@@ -72,6 +77,7 @@ class Execution(Base):
 
 class Alert(Base):
     __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_job_id_id", "job_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(36), index=True)

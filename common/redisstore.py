@@ -83,6 +83,17 @@ class RedisStore:
         moved = self._promote(keys=[k.leader, k.retry, k.ready], args=[leader, now_ms, limit])
         return None if moved == -1 else moved
 
+    def enqueue(self, message: str) -> None:
+        self.client.rpush(self.keys.ready, message)
+
+    def remove_job(self, job_id: str) -> None:
+        k = self.keys
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(k.jobs, job_id)
+        pipe.zrem(k.schedule, job_id)
+        pipe.zrem(k.pending, job_id)
+        pipe.execute()
+
     def enqueue_once(self, token: str, message: str, guard_ms: int) -> bool:
         """Queue ``message`` unless ``token`` was used in the last ``guard_ms``."""
         return self._enqueue_once(keys=[self.keys.once(token), self.keys.ready],

@@ -5,12 +5,14 @@ Nothing reads the environment at import time; each entry point calls
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from common.errors import ConfigError
+from common.targets import DEFAULT_DENY, DenyList
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -26,6 +28,30 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    cidrs = tuple(c.strip() for c in raw.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {cidr!r} is not an address or network") from None
+    return cidrs
+
+
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -39,6 +65,7 @@ class Settings:
     api_port: int = 8000
     api_processes: int = 2
     api_threads: int = 8
+    api_token: str | None = field(default=None, repr=False)   # a secret: never logged
     log_level: str = "INFO"
     # Worker
     worker_id: str = field(default_factory=_default_worker_id)
@@ -51,6 +78,8 @@ class Settings:
     default_timeout_ms: int = 10_000
     max_timeout_ms: int = 300_000
     response_snippet_bytes: int = 1024
+    target_deny: tuple[str, ...] = DEFAULT_DENY
+    target_deny_loopback: bool = False
     retry_max_backoff_ms: int = 300_000
     retry_after_cap_ms: int = 3_600_000
     # Dispatcher
@@ -73,6 +102,7 @@ class Settings:
             api_port=_int(env, "JOBSCHED_API_PORT", base.api_port, 1),
             api_processes=_int(env, "JOBSCHED_API_PROCESSES", base.api_processes, 1),
             api_threads=_int(env, "JOBSCHED_API_THREADS", base.api_threads, 1),
+            api_token=env.get("JOBSCHED_API_TOKEN") or None,
             log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
             worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
             worker_threads=_int(env, "JOBSCHED_WORKER_THREADS", base.worker_threads, 1),
@@ -85,6 +115,9 @@ class Settings:
                 env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
             ),
             max_timeout_ms=_int(env, "JOBSCHED_MAX_TIMEOUT_MS", base.max_timeout_ms, 1),
+            target_deny=_cidrs(env, "JOBSCHED_TARGET_DENY", base.target_deny),
+            target_deny_loopback=_bool(env, "JOBSCHED_TARGET_DENY_LOOPBACK",
+                                       base.target_deny_loopback),
             retry_max_backoff_ms=_int(env, "JOBSCHED_RETRY_MAX_BACKOFF_MS",
                                       base.retry_max_backoff_ms, 1),
             retry_after_cap_ms=_int(env, "JOBSCHED_RETRY_AFTER_CAP_MS",
@@ -99,6 +132,9 @@ class Settings:
         )
         settings.validate()
         return settings
+
+    def deny_list(self) -> DenyList:
+        return DenyList.build(self.target_deny, self.target_deny_loopback)
 
     def validate(self) -> None:
         if not self.database_url.startswith(("sqlite", "mysql")):

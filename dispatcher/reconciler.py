@@ -25,7 +25,7 @@ from sqlalchemy import exists, false, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
 
-from common import cron
+from common.schedule import ONCE, next_fire, timing_of
 from common.message import ATLEAST_ONCE, FireMessage, JobSpec
 from common.models import Execution, Job
 from common.redisstore import RedisStore
@@ -49,6 +49,8 @@ def resume_point(job: Job, last_fire: int | None, now: int) -> int:
     """The instant after which a job's next fire is computed when put back."""
     if job.type != ATLEAST_ONCE:
         return now
+    if job.schedule == ONCE and last_fire is None and job.run_at_ms is not None:
+        return job.run_at_ms - 1  # a one-time job that has not run yet still runs
     return max(last_fire or 0, job.updated_at_ms)
 
 
@@ -117,8 +119,9 @@ def _repair(store: RedisStore, job: Job, on_schedule: bool, last_fire: int | Non
             now: int) -> int:
     spec_json = JobSpec.from_job(job).to_json()
     since = now if on_schedule else resume_point(job, last_fire, now)
+    timing = timing_of(job)
     for _ in range(3):
-        nxt = cron.next_fire_ms(job.schedule, job.timezone, since) if job.enabled else None
+        nxt = next_fire(timing, since) if job.enabled else None
         # Refused (-2) when due while the job still has an entry that may have
         # been claimed meanwhile: computed again from the present.
         result = store.upsert_job(job.id, spec_json, nxt, job.version, refuse_due=True)

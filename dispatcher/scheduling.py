@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from common import cron
-from common.message import FireMessage
+from common.message import FireMessage, JobSpec
+from common.schedule import Timing, fires_between, next_fire
 from common.redisstore import RedisStore
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 # Counting skipped fires one cron step at a time costs ~25 µs a step; past
 # this many the record says "at least" rather than stall the dispatcher.
 MAX_COUNTED_SKIPS = 1_000
-# JobSpec.to_json writes these fields first, so they are read without
+# JobSpec.to_json writes the timing fields first, so they are read without
 # decoding (or caching) a spec whose body may be 64 KiB.
-_CRON_FIELDS = re.compile(
-    rb'\{"v":\d+,"id":"[^"]*","schedule":("(?:[^"\\]|\\.)*"),"tz":("(?:[^"\\]|\\.)*")')
+_STRING = rb'("(?:[^"\\]|\\.)*")'
+_NUMBER = rb'(null|-?\d+)'
+_TIMING_FIELDS = re.compile(
+    rb'\{"v":\d+,"id":"[^"]*","schedule":' + _STRING + rb',"tz":' + _STRING
+    + rb',"start":' + _NUMBER + rb',"end":' + _NUMBER + rb',"runAt":' + _NUMBER)
 
 
 class LostLease(Exception):
@@ -43,42 +46,41 @@ class DispatchResult:
 
 @dataclass(frozen=True)
 class NextFire:
-    at: int                      # the job's next fire (epoch ms)
+    at: int | None               # the job's next fire (epoch ms), None if none
     skipped: int = 0             # fires passed over after a misfire
     first_skipped: int | None = None
     last_skipped: int | None = None
     capped: bool = False         # ``skipped`` is a minimum (counting stopped)
 
 
-def _cron_of(spec_json: bytes) -> tuple[str, str]:
-    match = _CRON_FIELDS.match(spec_json)
+def _timing_of(spec_json: bytes) -> Timing:
+    match = _TIMING_FIELDS.match(spec_json)
     if match:
-        return _decode_pair(match.group(1), match.group(2))
-    spec = json.loads(spec_json)
-    return spec["schedule"], spec["tz"]
+        return _decode_timing(match.groups())
+    return JobSpec.from_dict(json.loads(spec_json)).timing
 
 
 @lru_cache(maxsize=50_000)
-def _decode_pair(schedule: bytes, tz: bytes) -> tuple[str, str]:
-    return json.loads(schedule), json.loads(tz)
+def _decode_timing(groups: tuple[bytes, ...]) -> Timing:
+    schedule, tz, start, end, run_at = (json.loads(g) for g in groups)
+    return Timing(schedule, tz, start, end, run_at)
 
 
-def next_fire_after(schedule: str, tz: str, fired_ms: int, now: int, grace_ms: int) -> NextFire:
-    """Where a job goes after its fire at ``fired_ms`` was claimed at ``now``."""
-    nxt = cron.next_fire_ms(schedule, tz, fired_ms)
-    if nxt >= now - grace_ms:
+def next_fire_after(timing: Timing, fired_ms: int, now: int, grace_ms: int) -> NextFire:
+    """Where a job goes after its fire at ``fired_ms`` was claimed at ``now``
+    (``at`` is None when the job has no further fire)."""
+    nxt = next_fire(timing, fired_ms)
+    if nxt is None or nxt >= now - grace_ms:
         return NextFire(nxt)
     # Misfire: count the fires passed over (bounded for a job down for years).
-    span = cron.fires_between(schedule, tz, fired_ms, now, MAX_COUNTED_SKIPS)
-    return NextFire(cron.next_fire_ms(schedule, tz, now), span.count, span.first, span.last,
-                    span.capped)
+    span = fires_between(timing, fired_ms, now, MAX_COUNTED_SKIPS)
+    return NextFire(next_fire(timing, now), span.count, span.first, span.last, span.capped)
 
 
 def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
          grace_ms: int) -> tuple[tuple[str, int, int], str | None, int]:
     """(reschedule entry, skip record or None, fires skipped) for one claim."""
-    schedule, tz = _cron_of(spec_json)
-    nxt = next_fire_after(schedule, tz, fired_ms, now, grace_ms)
+    nxt = next_fire_after(_timing_of(spec_json), fired_ms, now, grace_ms)
     skipped, first, last = nxt.skipped, nxt.first_skipped, nxt.last_skipped
     if not queued:  # the late fire itself was skipped (misfire policy "skip")
         skipped, first, last = skipped + 1, fired_ms, last or fired_ms

@@ -5,7 +5,10 @@ from common.models import Execution, Job
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
+from common.schedule import Timing
 from dispatcher.scheduling import NextFire, next_fire_after
+
+EVERY_SECOND = Timing("* * * * * *")
 
 # A whole minute one day ahead: the tests drive time themselves, and Redis
 # refuses to schedule a fire that its own clock says is already due.
@@ -44,11 +47,11 @@ def put(store, job_id, fire_ms, schedule="* * * * * *"):
 
 def test_next_fire_comes_from_the_scheduled_time_not_the_clock():
     # Claimed 700 ms late: the next fire is still on the second.
-    assert next_fire_after("* * * * * *", "UTC", T0, T0 + 700, 5000) == NextFire(T0 + 1000)
+    assert next_fire_after(EVERY_SECOND, T0, T0 + 700, 5000) == NextFire(T0 + 1000)
 
 
 def test_misfire_skips_to_the_next_future_fire_and_counts_the_skipped():
-    nxt = next_fire_after("* * * * * *", "UTC", T0, T0 + 60_500, 5000)
+    nxt = next_fire_after(EVERY_SECOND, T0, T0 + 60_500, 5000)
     assert nxt == NextFire(T0 + 61_000, 60, T0 + 1000, T0 + 60_000)
 
 
@@ -190,3 +193,14 @@ def test_after_redis_loss_pending_retries_are_queued_again(backend, store, sessi
     (raw,) = store.client.zrange(store.keys.retry, 0, -1)
     msg = FireMessage.decode(raw)
     assert (msg.execution_id, msg.attempt) == (f"j:{T0}", 2)
+
+
+def test_a_one_time_job_fires_once_and_leaves_the_schedule():
+    once = Timing("@once", run_at_ms=T0 + 5000)
+    assert next_fire_after(once, T0 + 5000, T0 + 5003, 5000) == NextFire(None)
+
+
+def test_a_window_bounds_the_fires():
+    window = Timing("* * * * * *", start_ms=T0 + 10_000, end_ms=T0 + 12_000)
+    assert next_fire_after(window, T0, T0, 5000) == NextFire(T0 + 10_000)
+    assert next_fire_after(window, T0 + 12_000, T0 + 12_000, 5000) == NextFire(None)

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from common.targets import DenyList
 from common.timeutil import iso_ms
 from worker.http import Outcome, make_session
 
@@ -38,9 +39,9 @@ def webhook_payload(outcome: Outcome, alert: dict) -> dict:
 class WebhookSender:
     """Posts alert webhooks off the hot path, once the alert row is committed."""
 
-    def __init__(self, threads: int = 4):
+    def __init__(self, deny: DenyList, threads: int = 4):
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook")
-        self._session = make_session(threads)
+        self._session = make_session(threads, deny)
 
     def send(self, url: str, payload: dict) -> None:
         self._pool.submit(self._post, url, payload)

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from common.message import FireMessage
+from common.targets import DenyList
 from common.timeutil import iso_ms, now_ms
+from worker.guard import guarded_adapter
 from worker.retry import parse_retry_after
 
 SUCCESS = "SUCCESS"
@@ -33,9 +34,9 @@ class Outcome:
     retry_after_ms: int | None = None   # the target's Retry-After on a 429/503
 
 
-def make_session(pool_size: int) -> requests.Session:
+def make_session(pool_size: int, deny: DenyList) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
+    adapter = guarded_adapter(deny, pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # Cookies from one job's target must never reach another job's target.
@@ -78,7 +79,7 @@ def call(session: requests.Session, msg: FireMessage, snippet_bytes: int) -> Out
         return _failed(msg, started, f"request failed: {_root_cause(e)}")
     except Exception as e:  # noqa: BLE001 - any failure of one call is that call's result
         return _failed(msg, started, f"request failed: {type(e).__name__}: {e}")
-    ok = 200 <= code < 300
+    ok = spec.succeeded(code)
     finished = now_ms()
     return Outcome(msg, started, finished, SUCCESS if ok else FAILED, code,
                    None if ok else f"HTTP {code}",

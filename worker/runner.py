@@ -44,9 +44,10 @@ class Worker:
         self.inflight = store.keys.inflight(self.id)
         self.stop_event = threading.Event()
         self.slots = threading.BoundedSemaphore(settings.worker_threads)
-        self.session = make_session(settings.worker_threads)
+        deny = settings.deny_list()
+        self.session = make_session(settings.worker_threads, deny)
         self.pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="call")
-        self.webhooks = WebhookSender()
+        self.webhooks = WebhookSender(deny)
         self.writer = ResultWriter(engine, store, settings, self.webhooks, self._done)
         # Messages this process is working on. Anything else found in our
         # in-flight list twice in a row is stranded (e.g. a BLMOVE whose reply

@@ -1,0 +1,137 @@
+"""The OpenAPI 3.1 document, generated from the models in api/schemas.py
+(the ones that validate requests) and the table of operations below."""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+from pydantic.json_schema import models_json_schema
+
+from api import schemas as s
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": REF.format(model=name)}
+
+
+def _param(name: str, where: str, schema: dict, description: str = "",
+           required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema, "description": description}
+
+
+LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100},
+               "page size")
+CURSOR = _param("cursor", "query", {"type": "string"}, "nextCursor of the previous page")
+JOB_ID = _param("jobId", "path", {"type": "string"})
+STATUS = _param("status", "query", {"type": "string",
+                                    "enum": ["SUCCESS", "FAILED", "SKIPPED"]})
+FINAL = _param("final", "query", {"type": "boolean"},
+               "true: only last attempts that failed (the dead letter)")
+JOB_FILTER = _param("jobId", "query", {"type": "string"})
+
+ERRORS_READ = (400, 404, 503)
+ERRORS_WRITE = (400, 404, 413, 415, 503)
+
+# (method, path, summary, request body schema name, {status: response schema name},
+#  parameters, error statuses)
+OPERATIONS = [
+    ("post", "/jobs", "Create a job", "JobIn", {201: "JobOut"}, [], (400, 413, 415, 503)),
+    ("get", "/jobs", "List jobs, newest first", None, {200: "JobPage"},
+     [LIMIT, CURSOR, _param("enabled", "query", {"type": "boolean"}),
+      _param("name", "query", {"type": "string"}, "part of the name")], (400, 503)),
+    ("post", "/jobs:batch", "Create up to 1,000 jobs, all or nothing", "JobBatchIn",
+     {201: "JobBatch"}, [], (400, 413, 415, 503)),
+    ("get", "/jobs/{jobId}", "Get a job", None, {200: "JobOut"}, [JOB_ID], ERRORS_READ),
+    ("put", "/jobs/{jobId}", "Replace a job", "JobIn", {200: "JobOut"}, [JOB_ID],
+     ERRORS_WRITE),
+    ("patch", "/jobs/{jobId}", "Change some fields of a job", "JobPatch", {200: "JobOut"},
+     [JOB_ID], ERRORS_WRITE),
+    ("delete", "/jobs/{jobId}", "Delete a job (its history is kept)", None, {204: None},
+     [JOB_ID], ERRORS_READ),
+    ("post", "/jobs/{jobId}/pause", "Pause a job", None, {200: "JobOut"}, [JOB_ID],
+     ERRORS_READ),
+    ("post", "/jobs/{jobId}/resume", "Resume a job (its misfire policy applies)", None,
+     {200: "JobOut"}, [JOB_ID], ERRORS_READ),
+    ("post", "/jobs/{jobId}/run", "Fire a job now, once, outside its schedule", None,
+     {202: "FireQueued"}, [JOB_ID], ERRORS_READ),
+    ("get", "/jobs/{jobId}/next", "Preview the next fire times", None, {200: "NextRuns"},
+     [JOB_ID, _param("count", "query", {"type": "integer", "minimum": 1, "maximum": 100})],
+     ERRORS_READ),
+    ("get", "/jobs/{jobId}/executions", "A job's attempts, newest first (5 by default)",
+     None, {200: "ExecutionPage"}, [JOB_ID, LIMIT, CURSOR, STATUS], ERRORS_READ),
+    ("get", "/executions", "Attempts across jobs, newest first", None,
+     {200: "ExecutionPage"}, [LIMIT, CURSOR, STATUS, FINAL, JOB_FILTER], (400, 503)),
+    ("get", "/executions/dead-letter", "Fires that failed for good", None,
+     {200: "ExecutionPage"}, [LIMIT, CURSOR, JOB_FILTER], (400, 503)),
+    ("post", "/executions/{executionId}/replay",
+     "Run a fire that failed for good again (same execution id, next attempt)", None,
+     {202: "FireQueued"}, [_param("executionId", "path", {"type": "string"})],
+     (404, 409, 503)),
+    ("get", "/alerts", "Alerts, newest first", None, {200: "AlertPage"},
+     [LIMIT, CURSOR, JOB_FILTER, _param("acknowledged", "query", {"type": "boolean"})],
+     (400, 503)),
+    ("post", "/alerts/{alertId}/ack", "Acknowledge an alert", None, {200: "AlertOut"},
+     [_param("alertId", "path", {"type": "integer"})], (404, 503)),
+    ("get", "/health", "Whether the database and Redis answer", None,
+     {200: "HealthOut", 503: "HealthOut"}, [], ()),
+]
+
+MODELS = [(s.JobIn, "validation")] + [(m, "serialization") for m in (
+    s.JobOut, s.JobPage, s.JobBatch, s.NextRuns, s.ExecutionOut, s.ExecutionPage,
+    s.FireQueued, s.AlertOut, s.AlertPage, s.ErrorOut, s.HealthOut)]
+
+
+def _components() -> dict:
+    _, top = models_json_schema(MODELS, ref_template=REF)
+    schemas = top["$defs"]
+    patch = copy.deepcopy(schemas["JobIn"])
+    patch.pop("required", None)
+    patch["title"] = "JobPatch"
+    patch["description"] = "Any fields of a job; the result is validated as a whole."
+    schemas["JobPatch"] = patch
+    schemas["JobBatchIn"] = {
+        "type": "object", "additionalProperties": False, "required": ["jobs"],
+        "properties": {"jobs": {"type": "array", "items": _ref("JobIn"), "minItems": 1,
+                                "maxItems": s.MAX_BATCH}}}
+    return schemas
+
+
+def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
+    op: dict = {"summary": summary, "parameters": params, "responses": {}}
+    if body:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _ref(body)}}}
+    for status, model in responses.items():
+        content = {"application/json": {"schema": _ref(model)}} if model else None
+        op["responses"][str(status)] = {"description": summary, **(
+            {"content": content} if content else {})}
+    for status in errors + ((401,) if secured else ()):
+        op["responses"].setdefault(str(status), {
+            "description": "error", "content": {"application/json": {
+                "schema": _ref("ErrorOut")}}})
+    if not secured:
+        op["security"] = []
+    return op
+
+
+@lru_cache(maxsize=2)
+def document(token_required: bool = False) -> dict:
+    paths: dict = {}
+    for method, path, summary, body, responses, params, errors in OPERATIONS:
+        secured = token_required and path != "/health"
+        paths.setdefault(path, {})[method] = _operation(summary, body, responses, params,
+                                                         errors, secured)
+    doc = {
+        "openapi": "3.1.0",
+        "info": {"title": "jobsched", "version": "0.1.0",
+                 "description": "A distributed scheduler of HTTP jobs."},
+        "paths": paths,
+        "components": {"schemas": _components()},
+    }
+    if token_required:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["security"] = [{"bearer": []}]
+    return doc

@@ -1,0 +1,119 @@
+"""Execution history, the dead letter and replay, alerts."""
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from api import pagination
+from api.services import Services
+from api.views import alert_view, execution_view
+from common.errors import Conflict, DependencyUnavailable, NotFound
+from common.message import FireMessage, JobSpec
+from common.models import Alert, Execution, Job
+from common.timeutil import iso_ms
+
+log = logging.getLogger(__name__)
+
+# How long a replay stays "already queued" for a repeated request.
+REPLAY_GUARD_MS = 3_600_000
+
+
+def job_executions(services: Services, job_id: str, limit: int, cursor: str | None,
+                   status: str | None) -> dict:
+    """A job's attempts, newest fire first."""
+    after = pagination.decode(cursor, 3)
+    columns = [Execution.scheduled_at_ms, Execution.attempt, Execution.id]
+    query = (select(Execution).where(Execution.job_id == job_id)
+             .order_by(*(c.desc() for c in columns)).limit(limit + 1))
+    if status:
+        query = query.where(Execution.status == status)
+    if after:
+        query = query.where(pagination.after(columns, after))
+    with services.unit_of_work() as session:
+        if session.get(Job, job_id) is None:
+            raise NotFound(f"job {job_id} not found", field="jobId")
+        rows = session.scalars(query).all()
+    page = rows[:limit]
+    return {"executions": [execution_view(row) for row in page],
+            "nextCursor": pagination.encode([page[-1].scheduled_at_ms, page[-1].attempt,
+                                             page[-1].id]) if len(rows) > limit else None}
+
+
+def recent_executions(services: Services, limit: int, cursor: str | None, status: str | None,
+                      final: bool | None, job_id: str | None) -> dict:
+    """Across jobs, newest first: e.g. recent failures, or the dead letter
+    (status=FAILED, final=true: fires whose last attempt failed)."""
+    after = pagination.decode(cursor, 1)
+    query = select(Execution).order_by(Execution.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(Execution.status == status)
+    if final is not None:
+        query = query.where(Execution.final == final)
+    if job_id:
+        query = query.where(Execution.job_id == job_id)
+    if after:
+        query = query.where(Execution.id < after[0])
+    with services.unit_of_work() as session:
+        rows = session.scalars(query).all()
+    page = rows[:limit]
+    return {"executions": [execution_view(row) for row in page],
+            "nextCursor": pagination.encode([page[-1].id]) if len(rows) > limit else None}
+
+
+def replay_execution(services: Services, execution_id: str) -> dict:
+    """Run a fire that failed for good once more: same execution id, next
+    attempt number, the job's current definition. Idempotent for an hour."""
+    with services.unit_of_work() as session:
+        last = session.scalars(select(Execution).where(Execution.execution_id == execution_id)
+                               .order_by(Execution.attempt.desc()).limit(1)).first()
+        if last is None:
+            raise NotFound(f"execution {execution_id} not found", field="executionId")
+        if not (last.status == "FAILED" and last.final):
+            raise Conflict("only a fire that failed for good (its last attempt failed, "
+                           "no retry pending) can be replayed", field="executionId")
+        job = session.get(Job, last.job_id)
+        if job is None:
+            raise NotFound(f"job {last.job_id} not found", field="jobId")
+        spec_json = JobSpec.from_job(job).to_json()
+    attempt = last.attempt + 1
+    message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt)
+    try:
+        queued = services.store.enqueue_once(f"{execution_id}:{attempt}", message,
+                                             REPLAY_GUARD_MS)
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+    if not queued:  # a client retrying its POST must not run the fire twice
+        raise Conflict(f"attempt {attempt} of this execution is already queued",
+                       field="executionId")
+    log.info("execution %s replayed as attempt %d", execution_id, attempt)
+    return {"executionId": execution_id, "jobId": last.job_id, "attempt": attempt,
+            "scheduledAt": iso_ms(last.scheduled_at_ms)}
+
+
+def list_alerts(services: Services, limit: int, cursor: str | None, job_id: str | None,
+                acknowledged: bool | None) -> dict:
+    after = pagination.decode(cursor, 1)
+    query = select(Alert).order_by(Alert.id.desc()).limit(limit + 1)
+    if job_id:
+        query = query.where(Alert.job_id == job_id)
+    if acknowledged is not None:
+        query = query.where(Alert.acknowledged == acknowledged)
+    if after:
+        query = query.where(Alert.id < after[0])
+    with services.unit_of_work() as session:
+        rows = session.scalars(query).all()
+    page = rows[:limit]
+    return {"alerts": [alert_view(row) for row in page],
+            "nextCursor": pagination.encode([page[-1].id]) if len(rows) > limit else None}
+
+
+def acknowledge_alert(services: Services, alert_id: int) -> dict:
+    with services.unit_of_work() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise NotFound(f"alert {alert_id} not found", field="alertId")
+        alert.acknowledged = True
+        view = alert_view(alert)
+    return view

@@ -1,0 +1,239 @@
+"""Job use cases: create (one or a batch), read, list, replace, patch,
+delete, pause, resume, run now, preview the next fires."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api import pagination
+from api.schemas import JobIn, parse_job, status_ranges
+from api.services import Services
+from api.views import job_as_input, job_view
+from common.errors import DependencyUnavailable, NotFound, ValidationError
+from common.logs import target_for_log
+from common.message import MISFIRE_FIRE_ONCE, FireMessage, JobSpec, execution_id
+from common.models import Execution, Job
+from common.schedule import first_fire, fires_between, next_fire, timing_of, upcoming
+from common.timeutil import iso_ms, now_ms
+
+log = logging.getLogger(__name__)
+
+MAX_PREVIEW = 100
+
+
+def _apply(job: Job, data: JobIn, services: Services, now: int) -> None:
+    settings = services.settings
+    deny = settings.deny_list()
+    for field, url in (("api", data.api), ("alertWebhook", data.alertWebhook)):
+        if url and deny.denies_literal_host(url):
+            raise ValidationError(f"{field}: the target address is denied "
+                                  "(JOBSCHED_TARGET_DENY)", field=field)
+    timeout = settings.default_timeout_ms if data.timeoutMs is None else data.timeoutMs
+    if timeout > settings.max_timeout_ms:
+        raise ValidationError(f"timeoutMs must be at most {settings.max_timeout_ms}",
+                              field="timeoutMs")
+    job.name = data.name
+    job.schedule = data.schedule
+    job.timezone = data.timezone
+    job.url = data.api
+    job.method = data.method
+    job.headers = data.headers
+    job.body = None if data.body is None else json.dumps(data.body)
+    job.type = data.type
+    job.timeout_ms = timeout
+    job.alert_webhook = data.alertWebhook
+    job.enabled = data.enabled
+    job.max_retries = data.maxRetries
+    job.retry_backoff_ms = data.retryBackoffMs
+    job.misfire = data.misfire
+    job.concurrency = data.concurrency
+    job.success_status = status_ranges(data.successStatus)
+    job.start_at_ms = data.start_ms()
+    job.end_at_ms = data.end_ms()
+    job.run_at_ms = data.run_at_ms()
+    job.updated_at_ms = now
+    job.next_run_ms = first_fire(timing_of(job), now) if job.enabled else None
+
+
+def _publish(services: Services, job: Job) -> None:
+    """Second half of a write: put the committed job on the Redis schedule."""
+    spec_json = JobSpec.from_job(job).to_json()
+    try:
+        for _ in range(5):
+            if services.store.upsert_job(job.id, spec_json, job.next_run_ms, job.version,
+                                         refuse_due=True) != -2:
+                return
+            # The fire computed before the commit is due by now and may have
+            # been claimed from the job's previous entry: take the next one.
+            job.next_run_ms = next_fire(timing_of(job), now_ms())
+        log.warning("job %s: could not publish a future next fire", job.id)
+    except RedisError:
+        log.warning("job %s saved but not yet scheduled (Redis unavailable); "
+                    "the dispatcher's reconciler will schedule it", job.id, exc_info=True)
+
+
+def create_job(services: Services, data: JobIn) -> dict:
+    return create_jobs(services, [data])[0]
+
+
+def create_jobs(services: Services, batch: list[JobIn]) -> list[dict]:
+    """All or nothing: every job is validated, then all are committed in one
+    transaction, then published."""
+    now = now_ms()
+    jobs = []
+    for i, data in enumerate(batch):
+        job = Job(id=str(uuid.uuid4()), version=1, created_at_ms=now)
+        try:
+            _apply(job, data, services, now)
+        except ValidationError as e:
+            if len(batch) > 1:
+                e.field = f"jobs[{i}].{e.field}"
+            raise
+        jobs.append(job)
+    with services.unit_of_work() as session:
+        session.add_all(jobs)
+    for job in jobs:
+        _publish(services, job)
+        log.info("job %s created: schedule=%r target=%s", job.id, job.schedule,
+                 target_for_log(job.url))
+    return [job_view(job, job.next_run_ms) for job in jobs]
+
+
+def replace_job(services: Services, job_id: str, data: JobIn) -> dict:
+    now = now_ms()
+    with services.unit_of_work() as session:
+        job = _locked(session, job_id)
+        was_enabled, paused_since = job.enabled, job.updated_at_ms
+        _apply(job, data, services, now)
+        job.version += 1
+        if job.enabled and not was_enabled:
+            _apply_misfire_on_resume(session, job, paused_since, now)
+    _publish(services, job)
+    log.info("job %s replaced (version %d)", job.id, job.version)
+    return job_view(job, job.next_run_ms)
+
+
+def patch_job(services: Services, job_id: str, changes: dict) -> dict:
+    """Apply the given fields on top of the job and validate the result whole."""
+    if not isinstance(changes, dict):
+        raise ValidationError("a patch must be a JSON object", field=None)
+    with services.unit_of_work() as session:
+        current = job_as_input(_get(session, job_id))
+    return replace_job(services, job_id, parse_job({**current, **changes}))
+
+
+def set_enabled(services: Services, job_id: str, enabled: bool) -> dict:
+    """Pause or resume; resuming applies the job's misfire policy."""
+    return patch_job(services, job_id, {"enabled": enabled})
+
+
+def delete_job(services: Services, job_id: str) -> None:
+    with services.unit_of_work() as session:
+        session.delete(_locked(session, job_id))
+    try:
+        services.store.remove_job(job_id)
+    except RedisError:
+        log.warning("job %s deleted but still in Redis; the reconciler removes it", job_id)
+    log.info("job %s deleted", job_id)
+
+
+def run_now(services: Services, job_id: str) -> dict:
+    """Fire the job once, now, outside its schedule."""
+    with services.unit_of_work() as session:
+        job = _get(session, job_id)
+        spec_json = JobSpec.from_job(job).to_json()
+    fire_ms = now_ms()
+    try:
+        services.store.enqueue(FireMessage.encode(spec_json, fire_ms))
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+    log.info("job %s run on request", job_id)
+    return {"executionId": execution_id(job_id, fire_ms), "jobId": job_id, "attempt": 1,
+            "scheduledAt": iso_ms(fire_ms)}
+
+
+def next_runs(services: Services, job_id: str, count: int) -> dict:
+    with services.unit_of_work() as session:
+        job = _get(session, job_id)
+    fires = upcoming(timing_of(job), now_ms(), count)
+    return {"jobId": job_id, "nextRuns": [iso_ms(f) for f in fires]}
+
+
+def get_job(services: Services, job_id: str) -> dict:
+    with services.unit_of_work() as session:
+        job = _get(session, job_id)
+    return job_view(job, _live_next_runs(services, [job]).get(job.id))
+
+
+def list_jobs(services: Services, limit: int, cursor: str | None, enabled: bool | None,
+              name: str | None) -> dict:
+    after = pagination.decode(cursor, 2)
+    query = select(Job).order_by(Job.created_at_ms.desc(), Job.id.desc()).limit(limit + 1)
+    if enabled is not None:
+        query = query.where(Job.enabled == enabled)
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Job.name.like(f"%{escaped}%", escape="\\"))
+    if after:
+        query = query.where(pagination.after([Job.created_at_ms, Job.id], after))
+    with services.unit_of_work() as session:
+        jobs = session.scalars(query).all()
+    page, more = jobs[:limit], len(jobs) > limit
+    live = _live_next_runs(services, page)
+    return {"jobs": [job_view(job, live.get(job.id)) for job in page],
+            "nextCursor": pagination.encode([page[-1].created_at_ms, page[-1].id])
+            if more else None}
+
+
+def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now: int) -> None:
+    """Fires that fell while the job was disabled follow its misfire policy:
+    ``skip`` drops them, ``fire_once`` runs the last one now; either way one
+    SKIPPED row records what was not run."""
+    timing = timing_of(job)
+    missed = fires_between(timing, paused_since, now)
+    if not missed.count:
+        return
+    if job.misfire == MISFIRE_FIRE_ONCE:
+        job.next_run_ms = missed.last  # due now: the dispatcher runs it as the catch-up
+        missed = fires_between(timing, paused_since, missed.last - 1)
+        if not missed.count:
+            return
+    session.add(Execution(
+        execution_id=execution_id(job.id, missed.first), job_id=job.id, attempt=0,
+        redelivered=False, scheduled_at_ms=missed.first, started_at_ms=now,
+        finished_at_ms=now, status="SKIPPED", duration_ms=0, final=False,
+        error=f"{missed.describe()} skipped while the job was disabled "
+              f"(misfire={job.misfire}), the last at {iso_ms(missed.last)}"))
+
+
+def _get(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", field="jobId")
+    return job
+
+
+def _locked(session: Session, job_id: str) -> Job:
+    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None:
+        raise NotFound(f"job {job_id} not found", field="jobId")
+    return job
+
+
+def _live_next_runs(services: Services, jobs: list[Job]) -> dict[str, int | None]:
+    """The dispatcher moves fires along in Redis; the database keeps the first."""
+    enabled = [job for job in jobs if job.enabled]
+    if not enabled:
+        return {}
+    try:
+        scores = services.store.client.zmscore(services.store.keys.schedule,
+                                               [job.id for job in enabled])
+    except RedisError:
+        return {job.id: job.next_run_ms for job in enabled}
+    return {job.id: int(score) if score is not None else None
+            for job, score in zip(enabled, scores)}
