@@ -200,6 +200,8 @@ def parse_job(payload: Any, prefix: str = "") -> JobIn:
         job = JobIn.model_validate(cleaned)
     except pydantic.ValidationError as e:
         raise _translate(e, prefix) from None
+    except ValidationError as e:  # raised as is by the cron and time zone helpers
+        raise ValidationError(e.message, field=prefix + (e.field or "")) from None
     _check_combination(job, prefix)
     return job
 
@@ -216,9 +218,6 @@ def parse_batch(payload: Any) -> list[JobIn]:
 def _translate(error: pydantic.ValidationError, prefix: str) -> ValidationError:
     first = error.errors(include_url=False)[0]
     field = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else None
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, ValidationError):  # raised by cron/zone helpers
-        return ValidationError(cause.message, field=prefix + (cause.field or "") or field)
     kind = first["type"]
     if kind == "missing":
         message = f"{field} is required"

@@ -11,8 +11,12 @@ from sqlalchemy.orm import sessionmaker
 def make_engine(url: str, **options) -> Engine:
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
-        engine = create_engine(url, connect_args={"timeout": 30}, **options)
+        # isolation_level=None: pysqlite must not open transactions itself;
+        # _sqlite_begin opens each one as BEGIN IMMEDIATE instead.
+        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None},
+                               **options)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_recycle", 3600)
@@ -32,6 +36,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    # SQLite ignores SELECT ... FOR UPDATE, and in WAL mode a transaction that
+    # read and then writes after another writer committed fails at once.
+    # Taking the write lock at BEGIN serialises writers (each waits up to the
+    # busy timeout) and gives read-modify-write the isolation MySQL gets from
+    # FOR UPDATE. Readers outside transactions are not blocked (WAL).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -115,6 +115,27 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
     return repaired
 
 
+def prune_deleted(store: RedisStore, sessions: sessionmaker) -> int:
+    """Take out of Redis the jobs the database no longer has (a DELETE whose
+    Redis half failed). Jobs reach Redis only after their row is committed,
+    so a spec without a row is always a deleted job."""
+    removed, cursor = 0, 0
+    while True:
+        cursor, chunk = store.client.hscan(store.keys.jobs, cursor, count=PAGE)
+        ids = [job_id.decode() for job_id in chunk]
+        if ids:
+            with sessions() as session:
+                kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
+            for job_id in set(ids) - kept:
+                store.remove_job(job_id)
+                removed += 1
+        if cursor == 0:
+            break
+    if removed:
+        log.warning("removed %d deleted jobs from Redis", removed)
+    return removed
+
+
 def _repair(store: RedisStore, job: Job, on_schedule: bool, last_fire: int | None,
             now: int) -> int:
     spec_json = JobSpec.from_job(job).to_json()
@@ -155,6 +176,7 @@ class Reconciler(threading.Thread):
         try:
             redis_was_lost = not self.store.client.exists(self.store.keys.initialized)
             reconcile(self.store, self.sessions, now, self.is_leader)
+            prune_deleted(self.store, self.sessions)
             if redis_was_lost:
                 requeue_pending_retries(self.store, self.sessions, now)
             return True

@@ -204,3 +204,14 @@ def test_a_window_bounds_the_fires():
     window = Timing("* * * * * *", start_ms=T0 + 10_000, end_ms=T0 + 12_000)
     assert next_fire_after(window, T0, T0, 5000) == NextFire(T0 + 10_000)
     assert next_fire_after(window, T0 + 12_000, T0 + 12_000, 5000) == NextFire(None)
+
+
+def test_jobs_deleted_from_the_database_are_pruned_from_redis(backend, store, sessions):
+    from dispatcher.reconciler import prune_deleted
+    add_job(sessions, "kept")
+    put(store, "kept", T0 + 1000)
+    put(store, "deleted", T0 + 1000)  # its row is gone; Redis missed the DELETE
+    assert prune_deleted(store, sessions) == 1
+    assert store.client.hexists(store.keys.jobs, "kept")
+    assert not store.client.hexists(store.keys.jobs, "deleted")
+    assert store.client.zscore(store.keys.schedule, "deleted") is None

@@ -210,3 +210,28 @@ def test_overlap_forbid_skips_fires_while_a_call_runs(system, target):
     skipped = wait_until(lambda: [r for r in executions(system, job["jobId"], 100)
                                   if r["status"] == "SKIPPED"], 10, message="skipped rows")
     assert "still running" in skipped[0]["error"]
+
+
+def test_success_status_decides_what_counts_as_success(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/status/404/expected"),
+                            successStatus=[404], maxRetries=0)
+    rows = wait_until(lambda: executions(system, job["jobId"]), 15, message="a row")
+    assert rows[0]["status"] == "SUCCESS" and rows[0]["httpStatus"] == 404
+
+
+def test_a_one_time_job_fires_once(system, target):
+    from common.timeutil import iso_ms, now_ms
+    run_at = (now_ms() // 1000 + 2) * 1000
+    job = system.api.create(schedule="@once", runAt=iso_ms(run_at), api=target.url("/once"))
+    call = wait_until(lambda: target.received("/once"), 15, message="the fire")[0]
+    assert call.scheduled_ms == run_at
+    wait_until(lambda: system.api.get(f"/jobs/{job['jobId']}").json()["nextRun"] is None, 10,
+               message="no further fire")
+    assert len(target.received("/once")) == 1
+
+
+def test_run_now_fires_outside_the_schedule(system, target):
+    job = system.api.create(schedule="0 0 0 1 1 *", api=target.url("/run-now"))
+    queued = system.api.post(f"/jobs/{job['jobId']}/run").json()
+    call = wait_until(lambda: target.received("/run-now"), 15, message="the call")[0]
+    assert call.headers["X-Jobsched-Execution-Id"] == queued["executionId"]

@@ -71,3 +71,17 @@ def test_sigterm_lets_a_worker_finish_and_record_its_call(own_system, target):
     assert [r["execution_id"] for r in rows] == [call.headers["X-Jobsched-Execution-Id"]]
     assert rows[0]["status"] == "SUCCESS"
     assert system.redis.llen(system.keys.ready) == 0
+
+
+def test_a_worker_refuses_targets_on_the_deny_list_after_resolving_them(own_system, target):
+    system = own_system
+    system.start_worker("strict", JOBSCHED_TARGET_DENY_LOOPBACK="true")
+    wait_until(lambda: system.live_workers() == 1, 15, message="worker alive")
+    # "localhost" passes the API (a name) and resolves to loopback at call time.
+    job = system.api.create(schedule="* * * * * *", maxRetries=0,
+                            api=f"http://localhost:{target.port}/denied")
+    rows = wait_until(lambda: rows_for(system, job["jobId"]), 15, message="a row")
+    assert rows[0]["status"] == "FAILED"
+    r = system.api.get(f"/jobs/{job['jobId']}/executions").json()["executions"][0]
+    assert "denied" in r["error"]
+    assert target.received("/denied") == []
