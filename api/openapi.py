@@ -74,7 +74,8 @@ OPERATIONS = [
      [LIMIT, CURSOR, JOB_FILTER, _param("acknowledged", "query", {"type": "boolean"})],
      (400, 503)),
     ("post", "/alerts/{alertId}/ack", "Acknowledge an alert", None, {200: "AlertOut"},
-     [_param("alertId", "path", {"type": "integer"})], (404, 503)),
+     [_param("alertId", "path", {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1})],
+     (404, 503)),
     ("get", "/health", "Whether the database and Redis answer", None,
      {200: "HealthOut", 503: "HealthOut"}, [], ()),
 ]
@@ -112,6 +113,8 @@ def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
         op["responses"].setdefault(str(status), {
             "description": "error", "content": {"application/json": {
                 "schema": _ref("ErrorOut")}}})
+    # Answered by gunicorn before the application sees the request.
+    op["responses"]["414"] = {"description": "request line longer than the server accepts"}
     if not secured:
         op["security"] = []
     return op

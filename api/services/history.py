@@ -109,9 +109,12 @@ def list_alerts(services: Services, limit: int, cursor: str | None, job_id: str 
             "nextCursor": pagination.encode([page[-1].id]) if len(rows) > limit else None}
 
 
+MAX_ID = 2 ** 63 - 1  # BIGINT: a larger id cannot exist (and would overflow the driver)
+
+
 def acknowledge_alert(services: Services, alert_id: int) -> dict:
     with services.unit_of_work() as session:
-        alert = session.get(Alert, alert_id)
+        alert = session.get(Alert, alert_id) if alert_id <= MAX_ID else None
         if alert is None:
             raise NotFound(f"alert {alert_id} not found", field="alertId")
         alert.acknowledged = True
