@@ -224,3 +224,31 @@ def test_openapi_and_docs_are_served(client):
     assert doc["components"]["schemas"]["JobIn"]["required"] == ["schedule", "api"]
     r = client.get("/docs/")
     assert r.status_code == 200 and b"swagger" in r.data.lower()
+
+
+def test_execution_history_filters_and_pages(client, sessions):
+    from common.models import Execution
+    job = create(client)
+    with sessions() as session, session.begin():
+        for i in range(9):
+            session.add(Execution(
+                execution_id=f"{job['jobId']}:{1000 * i}", job_id=job["jobId"], attempt=1,
+                redelivered=False, scheduled_at_ms=1000 * i, started_at_ms=1000 * i,
+                finished_at_ms=1000 * i, duration_ms=0, final=False,
+                status="FAILED" if i % 3 == 0 else "SUCCESS"))
+    base = f"/jobs/{job['jobId']}/executions"
+    seen, cursor = [], None
+    while True:
+        page = client.get(base + "?limit=4" + (f"&cursor={cursor}" if cursor else "")).get_json()
+        seen += [e["scheduledAt"] for e in page["executions"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert len(seen) == 9 and seen == sorted(seen, reverse=True)
+    failed = client.get(base + "?status=FAILED&limit=100").get_json()["executions"]
+    assert [e["status"] for e in failed] == ["FAILED"] * 3
+    across = client.get(f"/executions?jobId={job['jobId']}&status=SUCCESS&limit=4").get_json()
+    rest = client.get(f"/executions?jobId={job['jobId']}&status=SUCCESS&limit=4"
+                      f"&cursor={across['nextCursor']}").get_json()
+    ids = [e["executionId"] for e in across["executions"] + rest["executions"]]
+    assert len(ids) == 6 == len(set(ids))
