@@ -45,21 +45,15 @@ def recent_executions(services: Services, limit: int, cursor: str | None, status
                       final: bool | None, job_id: str | None) -> dict:
     """Across jobs, newest first: e.g. recent failures, or the dead letter
     (status=FAILED, final=true: fires whose last attempt failed)."""
-    after = pagination.decode(cursor, 1)
-    query = select(Execution).order_by(Execution.id.desc()).limit(limit + 1)
+    query = select(Execution)
     if status:
         query = query.where(Execution.status == status)
     if final is not None:
         query = query.where(Execution.final == final)
     if job_id:
         query = query.where(Execution.job_id == job_id)
-    if after:
-        query = query.where(Execution.id < after[0])
-    with services.unit_of_work() as session:
-        rows = session.scalars(query).all()
-    page = rows[:limit]
-    return {"executions": [execution_view(row) for row in page],
-            "nextCursor": pagination.encode([page[-1].id]) if len(rows) > limit else None}
+    return _newest_first(services, query, Execution, limit, cursor, "executions",
+                         execution_view)
 
 
 def replay_execution(services: Services, execution_id: str) -> dict:
@@ -94,18 +88,25 @@ def replay_execution(services: Services, execution_id: str) -> dict:
 
 def list_alerts(services: Services, limit: int, cursor: str | None, job_id: str | None,
                 acknowledged: bool | None) -> dict:
-    after = pagination.decode(cursor, 1)
-    query = select(Alert).order_by(Alert.id.desc()).limit(limit + 1)
+    query = select(Alert)
     if job_id:
         query = query.where(Alert.job_id == job_id)
     if acknowledged is not None:
         query = query.where(Alert.acknowledged == acknowledged)
+    return _newest_first(services, query, Alert, limit, cursor, "alerts", alert_view)
+
+
+def _newest_first(services: Services, query, model, limit: int, cursor: str | None,
+                  key: str, view) -> dict:
+    """One page of ``query``'s rows by descending id, with the next cursor."""
+    after = pagination.decode(cursor, 1)
+    query = query.order_by(model.id.desc()).limit(limit + 1)
     if after:
-        query = query.where(Alert.id < after[0])
+        query = query.where(model.id < after[0])
     with services.unit_of_work() as session:
         rows = session.scalars(query).all()
     page = rows[:limit]
-    return {"alerts": [alert_view(row) for row in page],
+    return {key: [view(row) for row in page],
             "nextCursor": pagination.encode([page[-1].id]) if len(rows) > limit else None}
 
 
