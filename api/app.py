@@ -57,7 +57,9 @@ def _register_errors(app: Flask) -> None:
     def http_error(e: HTTPException):
         code = (e.name or "error").lower().replace(" ", "_")
         body = {"error": {"code": code, "message": e.description, "field": None}}
-        return jsonify(body), e.code
+        # Keep headers such as Allow (405); the body is ours, so is its type.
+        headers = [(k, v) for k, v in e.get_headers() if k.lower() != "content-type"]
+        return jsonify(body), e.code, headers
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):

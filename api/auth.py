@@ -10,14 +10,15 @@ PUBLIC_PATHS = ("/health", "/metrics")
 
 
 def require_token(app: Flask, token: str) -> None:
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @app.before_request
     def check_token():
         if request.path in PUBLIC_PATHS:
             return None
-        given = request.headers.get("Authorization", "").encode("latin-1", "replace")
-        if hmac.compare_digest(given, expected):  # constant time
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(  # constant time
+                given.strip().encode("latin-1", "replace"), expected):
             return None
         body = {"error": {"code": "unauthorized", "field": "Authorization",
                           "message": "send Authorization: Bearer <token>"}}

@@ -90,6 +90,8 @@ def _components() -> dict:
     schemas = top["$defs"]
     patch = copy.deepcopy(schemas["JobIn"])
     patch.pop("required", None)
+    for prop in patch["properties"].values():
+        prop.pop("default", None)  # an absent field keeps its current value
     patch["title"] = "JobPatch"
     patch["description"] = "Any fields of a job; the result is validated as a whole."
     schemas["JobPatch"] = patch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,7 +26,10 @@ MAX_BATCH = 1_000
 READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS_RANGE = re.compile(r"([1-5]\d\d)-([1-5]\d\d)")
+_STATUS_RANGE = re.compile(r"([1-5]\d\d)(?:-([1-5]\d\d))?")
+# Instants a job may name: cron arithmetic and ISO formatting stay in range.
+EARLIEST_MS = 0                                                       # 1970-01-01
+LATEST_MS = int(datetime(8000, 1, 1, tzinfo=timezone.utc).timestamp()) * 1000
 
 
 def _latin1(value: str) -> bool:
@@ -52,7 +55,10 @@ def parse_instant(value: str) -> int:
         raise ValueError("must be an ISO 8601 date-time such as 2026-11-22T10:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("must include a time zone, e.g. Z or +01:00")
-    return int(moment.timestamp() * 1000)
+    ms = int(moment.timestamp() * 1000)
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise ValueError("must be between 1970 and the year 8000")
+    return ms
 
 
 def status_ranges(items: list[int | str] | None) -> list[list[int]] | None:
@@ -65,7 +71,7 @@ def status_ranges(items: list[int | str] | None) -> list[list[int]] | None:
             ranges.append([item, item])
         else:
             low, high = _STATUS_RANGE.fullmatch(item).groups()
-            ranges.append([int(low), int(high)])
+            ranges.append([int(low), int(high or low)])
     return ranges
 
 
@@ -129,9 +135,10 @@ class JobIn(BaseModel):
         for name, value in v.items():
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP header name")
-            if "\r" in value or "\n" in value or not _latin1(value):
+            if "\r" in value or "\n" in value or not _latin1(value) or value != value.strip():
                 raise ValueError(f"header {name!r} has a value that cannot be sent in HTTP "
-                                 "(line breaks or characters outside Latin-1)")
+                                 "(line breaks, leading or trailing spaces, or characters "
+                                 "outside Latin-1)")
             if name.lower().startswith("x-jobsched-"):
                 raise ValueError("X-Jobsched-* headers are set by jobsched")
         return v
@@ -151,8 +158,8 @@ class JobIn(BaseModel):
                 raise ValueError(f"{item} is not an HTTP status")
             if isinstance(item, str):
                 match = _STATUS_RANGE.fullmatch(item)
-                if not match or int(match.group(1)) > int(match.group(2)):
-                    raise ValueError(f"{item!r} is not a status range such as \"200-299\"")
+                if not match or int(match.group(1)) > int(match.group(2) or match.group(1)):
+                    raise ValueError(f"{item!r} is not a status or range such as \"200-299\"")
         if v is not None and not v:
             raise ValueError("at least one status")
         return v

@@ -11,7 +11,9 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-DEFAULT_DENY = ("169.254.0.0/16", "fd00:ec2::254/128")
+# Link-local (where cloud metadata services live) and the metadata addresses
+# outside it (AWS IPv6, Alibaba).
+DEFAULT_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 

@@ -252,3 +252,66 @@ def test_execution_history_filters_and_pages(client, sessions):
                       f"&cursor={across['nextCursor']}").get_json()
     ids = [e["executionId"] for e in across["executions"] + rest["executions"]]
     assert len(ids) == 6 == len(set(ids))
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"endAt": "0001-01-01T00:00:00+01:00"}, "endAt"),
+    ({"schedule": "@once", "runAt": "9999-12-31T23:59:59-01:00"}, "runAt"),
+    ({"startAt": "9999-12-31T23:59:30Z"}, "startAt"),
+    ({"headers": {"X-A": " padded"}}, "headers"),
+])
+def test_out_of_range_instants_and_padded_headers_are_400(client, sessions, fields, field):
+    r = client.post("/jobs", json={**VALID, **fields})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == field
+    assert client.get("/jobs").get_json()["jobs"] == []
+
+
+@pytest.mark.parametrize("values", [[10 ** 30, "x"], [1, "\ud800"], ["zzz", 5], [True, "x"]])
+def test_tampered_cursors_are_400(client, values):
+    import base64
+    import json
+    cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+    for path in ("/jobs", "/executions", "/alerts"):
+        r = client.get(f"{path}?cursor={cursor}")
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == "cursor", path
+
+
+def test_an_infinite_number_in_a_body_is_refused(client):
+    r = client.post("/jobs", data='{"schedule": "* * * * *", "api": "http://h/", "body": 1e400}',
+                    content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_single_success_codes_survive_pause_and_patch(client):
+    job = create(client, successStatus=[204])
+    assert client.post(f"/jobs/{job['jobId']}/pause").status_code == 200
+    r = client.patch(f"/jobs/{job['jobId']}", json={"name": "x"})
+    assert r.status_code == 200 and r.get_json()["successStatus"] == ["204"]
+
+
+def test_a_one_job_batch_names_its_field_with_the_index(client):
+    r = client.post("/jobs:batch", json={"jobs": [{**VALID, "timeoutMs": 10 ** 9}]})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "jobs[0].timeoutMs"
+
+
+def test_405_says_which_methods_are_allowed(client):
+    r = client.delete("/jobs")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+
+
+def test_concurrent_patches_of_different_fields_are_both_kept(backend):
+    client = make_client(backend)
+    job = create(client)
+
+    def patch(field, value):
+        own = make_client(backend)
+        for _ in range(10):
+            assert own.patch(f"/jobs/{job['jobId']}", json={field: value}).status_code == 200
+    threads = [threading.Thread(target=patch, args=a) for a in (("name", "n"),
+                                                               ("maxRetries", 7))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    final = client.get(f"/jobs/{job['jobId']}").get_json()
+    assert (final["name"], final["maxRetries"]) == ("n", 7)

@@ -3,6 +3,7 @@ return JSON. Helpers here read the request the same way everywhere."""
 from __future__ import annotations
 
 import json
+import math
 
 from flask import current_app, request
 
@@ -20,6 +21,13 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would be sent on as Infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def json_body():
     """The request body as JSON (415 when it is declared as something else)."""
     content_type = request.mimetype
@@ -29,7 +37,7 @@ def json_body():
     raw = request.get_data(cache=False)
     try:
         # NaN and Infinity are not JSON: refused rather than sent on to a target.
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValidationError("request body is not valid JSON", field=None) from None
 
@@ -38,10 +46,9 @@ def int_arg(name: str, default: int, low: int = 1, high: int = MAX_LIMIT) -> int
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer", field=name) from None
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValidationError(f"{name} must be an integer", field=name)
+    value = int(raw)
     if not low <= value <= high:
         raise ValidationError(f"{name} must be between {low} and {high}", field=name)
     return value

@@ -23,7 +23,7 @@ REPLAY_GUARD_MS = 3_600_000
 def job_executions(services: Services, job_id: str, limit: int, cursor: str | None,
                    status: str | None) -> dict:
     """A job's attempts, newest fire first."""
-    after = pagination.decode(cursor, 3)
+    after = pagination.decode(cursor, (int, int, int))
     columns = [Execution.scheduled_at_ms, Execution.attempt, Execution.id]
     query = (select(Execution).where(Execution.job_id == job_id)
              .order_by(*(c.desc() for c in columns)).limit(limit + 1))
@@ -99,7 +99,7 @@ def list_alerts(services: Services, limit: int, cursor: str | None, job_id: str 
 def _newest_first(services: Services, query, model, limit: int, cursor: str | None,
                   key: str, view) -> dict:
     """One page of ``query``'s rows by descending id, with the next cursor."""
-    after = pagination.decode(cursor, 1)
+    after = pagination.decode(cursor, (int,))
     query = query.order_by(model.id.desc()).limit(limit + 1)
     if after:
         query = query.where(model.id < after[0])

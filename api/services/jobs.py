@@ -78,20 +78,24 @@ def _publish(services: Services, job: Job) -> None:
 
 
 def create_job(services: Services, data: JobIn) -> dict:
-    return create_jobs(services, [data])[0]
+    return _create(services, [data], batch=False)[0]
 
 
 def create_jobs(services: Services, batch: list[JobIn]) -> list[dict]:
     """All or nothing: every job is validated, then all are committed in one
     transaction, then published."""
+    return _create(services, batch, batch=True)
+
+
+def _create(services: Services, items: list[JobIn], batch: bool) -> list[dict]:
     now = now_ms()
     jobs = []
-    for i, data in enumerate(batch):
+    for i, data in enumerate(items):
         job = Job(id=str(uuid.uuid4()), version=1, created_at_ms=now)
         try:
             _apply(job, data, services, now)
         except ValidationError as e:
-            if len(batch) > 1:
+            if batch:
                 e.field = f"jobs[{i}].{e.field}"
             raise
         jobs.append(job)
@@ -105,56 +109,72 @@ def create_jobs(services: Services, batch: list[JobIn]) -> list[dict]:
 
 
 def replace_job(services: Services, job_id: str, data: JobIn) -> dict:
+    return _update(services, job_id, lambda job, now: _apply(job, data, services, now))
+
+
+def patch_job(services: Services, job_id: str, changes: dict) -> dict:
+    """Apply the given fields on top of the job and validate the result whole,
+    under the row lock: concurrent patches of other fields are not lost."""
+    if not isinstance(changes, dict):
+        raise ValidationError("a patch must be a JSON object", field=None)
+
+    def change(job: Job, now: int) -> None:
+        _apply(job, parse_job({**job_as_input(job), **changes}), services, now)
+    return _update(services, job_id, change)
+
+
+def set_enabled(services: Services, job_id: str, enabled: bool) -> dict:
+    """Pause or resume: only the flag changes (a job stays pausable even if
+    settings tightened since it was written); resuming applies the job's
+    misfire policy."""
+    def change(job: Job, now: int) -> None:
+        job.enabled = enabled
+        job.updated_at_ms = now
+        job.next_run_ms = first_fire(timing_of(job), now) if enabled else None
+    return _update(services, job_id, change)
+
+
+def _update(services: Services, job_id: str, change) -> dict:
+    """One write of an existing job: lock its row, change it, bump its
+    version, commit; then publish the new version to Redis."""
     now = now_ms()
     with services.unit_of_work() as session:
         job = _locked(session, job_id)
         was_enabled, paused_since = job.enabled, job.updated_at_ms
-        _apply(job, data, services, now)
+        change(job, now)
         job.version += 1
         if job.enabled and not was_enabled:
             _apply_misfire_on_resume(session, job, paused_since, now)
     _publish(services, job)
-    log.info("job %s replaced (version %d)", job.id, job.version)
+    log.info("job %s changed (version %d)", job.id, job.version)
     return job_view(job, job.next_run_ms)
-
-
-def patch_job(services: Services, job_id: str, changes: dict) -> dict:
-    """Apply the given fields on top of the job and validate the result whole."""
-    if not isinstance(changes, dict):
-        raise ValidationError("a patch must be a JSON object", field=None)
-    with services.unit_of_work() as session:
-        current = job_as_input(_get(session, job_id))
-    return replace_job(services, job_id, parse_job({**current, **changes}))
-
-
-def set_enabled(services: Services, job_id: str, enabled: bool) -> dict:
-    """Pause or resume; resuming applies the job's misfire policy."""
-    return patch_job(services, job_id, {"enabled": enabled})
 
 
 def delete_job(services: Services, job_id: str) -> None:
     with services.unit_of_work() as session:
-        session.delete(_locked(session, job_id))
+        job = _locked(session, job_id)
+        stored_id = job.id  # the database may match ids case-insensitively
+        session.delete(job)
     try:
-        services.store.remove_job(job_id)
+        services.store.remove_job(stored_id)
     except RedisError:
-        log.warning("job %s deleted but still in Redis; the reconciler removes it", job_id)
-    log.info("job %s deleted", job_id)
+        log.warning("job %s deleted but still in Redis; the reconciler removes it", stored_id)
+    log.info("job %s deleted", stored_id)
 
 
 def run_now(services: Services, job_id: str) -> dict:
     """Fire the job once, now, outside its schedule."""
     with services.unit_of_work() as session:
         job = _get(session, job_id)
-        spec_json = JobSpec.from_job(job).to_json()
+        stored_id, spec_json = job.id, JobSpec.from_job(job).to_json()
     fire_ms = now_ms()
     try:
         services.store.enqueue(FireMessage.encode(spec_json, fire_ms))
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e
-    log.info("job %s run on request", job_id)
-    return {"executionId": execution_id(job_id, fire_ms), "jobId": job_id, "attempt": 1,
-            "scheduledAt": iso_ms(fire_ms)}
+    log.info("job %s run on request", stored_id)
+    return {"executionId": execution_id(stored_id, fire_ms), "jobId": stored_id,
+            "attempt": 1, "scheduledAt": iso_ms(fire_ms)}
 
 
 def next_runs(services: Services, job_id: str, count: int) -> dict:
@@ -172,7 +192,7 @@ def get_job(services: Services, job_id: str) -> dict:
 
 def list_jobs(services: Services, limit: int, cursor: str | None, enabled: bool | None,
               name: str | None) -> dict:
-    after = pagination.decode(cursor, 2)
+    after = pagination.decode(cursor, (int, str))
     query = select(Job).order_by(Job.created_at_ms.desc(), Job.id.desc()).limit(limit + 1)
     if enabled is not None:
         query = query.where(Job.enabled == enabled)
