@@ -76,13 +76,20 @@ OPERATIONS = [
     ("post", "/alerts/{alertId}/ack", "Acknowledge an alert", None, {200: "AlertOut"},
      [_param("alertId", "path", {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1})],
      (404, 503)),
-    ("get", "/health", "Whether the database and Redis answer", None,
-     {200: "HealthOut", 503: "HealthOut"}, [], ()),
+    ("get", "/health", "Whether the database and Redis answer (deep: also a leader, a live "
+     "worker and a ready queue that moves)", None, {200: "HealthOut", 503: "HealthOut"},
+     [_param("deep", "query", {"type": "boolean"})], (400,)),
+    ("get", "/ready", "The deep health checks", None, {200: "HealthOut", 503: "HealthOut"},
+     [], ()),
+    ("get", "/stats", "Queue depths, workers, leader, jobs and execution counts", None,
+     {200: "StatsOut"}, [], (503,)),
+    ("get", "/metrics", "Prometheus metrics, totals over all processes", None,
+     {200: "text"}, [], (503,)),
 ]
 
 MODELS = [(s.JobIn, "validation")] + [(m, "serialization") for m in (
     s.JobOut, s.JobPage, s.JobBatch, s.NextRuns, s.ExecutionOut, s.ExecutionPage,
-    s.FireQueued, s.AlertOut, s.AlertPage, s.ErrorOut, s.HealthOut)]
+    s.FireQueued, s.AlertOut, s.AlertPage, s.ErrorOut, s.HealthOut, s.StatsOut)]
 
 
 def _components() -> dict:
@@ -109,6 +116,8 @@ def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
             "application/json": {"schema": _ref(body)}}}
     for status, model in responses.items():
         content = {"application/json": {"schema": _ref(model)}} if model else None
+        if model == "text":
+            content = {"text/plain": {"schema": {"type": "string"}}}
         op["responses"][str(status)] = {"description": summary, **(
             {"content": content} if content else {})}
     for status in errors + ((401,) if secured else ()):
@@ -126,7 +135,7 @@ def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
 def document(token_required: bool = False) -> dict:
     paths: dict = {}
     for method, path, summary, body, responses, params, errors in OPERATIONS:
-        secured = token_required and path != "/health"
+        secured = token_required and path not in ("/health", "/metrics")
         paths.setdefault(path, {})[method] = _operation(summary, body, responses, params,
                                                          errors, secured)
     doc = {

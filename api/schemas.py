@@ -340,3 +340,30 @@ class HealthOut(BaseModel):
     status: Literal["ok", "unavailable"]
     database: DependencyState
     redis: DependencyState
+    leader: DependencyState | None = None       # deep checks only
+    workers: DependencyState | None = None
+    readyQueue: DependencyState | None = None
+
+
+class QueueState(BaseModel):
+    scheduled: int
+    ready: int
+    retry: int
+    inflight: int
+    oldestReadyAgeMs: int | None
+    workersAlive: int
+    leader: str | None
+    leaseRemainingMs: int | None
+    leaseAgeMs: int | None
+
+
+class JobCounts(BaseModel):
+    total: int
+    enabled: int
+
+
+class StatsOut(BaseModel):
+    queue: QueueState
+    jobs: JobCounts | None
+    database: DependencyState | dict
+    executions: dict[str, int]

@@ -15,6 +15,8 @@
 | initialized          | STRING       | set once the schedule was built from the database       |
 | running:<job>        | STRING + TTL | execution id of the call in progress (concurrency=forbid)|
 | once:<token>         | STRING + TTL | a replay already queued (repeated requests are refused) |
+| leader:since         | STRING       | when the current leader acquired the lease (epoch ms)   |
+| metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
 
 This table is copied into README.md for redis-cli users.
 """
@@ -54,6 +56,14 @@ class Keys:
     @property
     def leader(self) -> str:
         return self.prefix + "leader"
+
+    @property
+    def leader_since(self) -> str:
+        return self.prefix + "leader:since"
+
+    @property
+    def metrics(self) -> str:
+        return self.prefix + "metrics"
 
     @property
     def wake(self) -> str:

@@ -49,7 +49,8 @@ class RedisStore:
 
     # -- dispatcher side --------------------------------------------------
     def hold_lease(self, candidate: str, lease_ms: int) -> bool:
-        return self._lease(keys=[self.keys.leader], args=[candidate, lease_ms]) == 1
+        return self._lease(keys=[self.keys.leader, self.keys.leader_since],
+                           args=[candidate, lease_ms]) == 1
 
     def claim_due(self, leader: str, now_ms: int, limit: int,
                   grace_ms: int) -> list[tuple[str, int, bytes, bool]] | None:

@@ -88,6 +88,8 @@ class Settings:
     claim_batch_size: int = 1_000
     misfire_grace_ms: int = 60_000
     reconcile_interval_ms: int = 30_000
+    # Deep health fails when the oldest ready fire waited longer than this.
+    ready_age_limit_ms: int = 60_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -126,6 +128,8 @@ class Settings:
             leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
             claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),
             misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
+            ready_age_limit_ms=_int(env, "JOBSCHED_READY_AGE_LIMIT_MS",
+                                    base.ready_age_limit_ms, 1),
             reconcile_interval_ms=_int(
                 env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
             ),

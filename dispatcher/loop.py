@@ -10,6 +10,7 @@ import time
 from redis.exceptions import RedisError
 from sqlalchemy.orm import sessionmaker
 
+from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
@@ -36,6 +37,7 @@ class Dispatcher:
         self._was_leader = False
         self._next_reap = 0
         self._next_init_check = 0
+        self.metrics = MetricsRecorder()
         self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
                                      lambda: self.lease.held)
 
@@ -53,12 +55,13 @@ class Dispatcher:
             self._housekeeping(now)
             recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms)
             dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
-                         s.misfire_grace_ms, self.lease.hold)
+                         s.misfire_grace_ms, self.lease.hold, self.metrics)
             promote_retries(self.store, s.dispatcher_id, now, s.claim_batch_size)
         except LostLease:
             log.warning("lease lost during dispatch; standing by")
             self._was_leader = False
             return 0.0
+        self.metrics.flush(self.store.client, self.store.keys.metrics)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return self._seconds_until_next(now + elapsed_ms)
 
@@ -71,7 +74,8 @@ class Dispatcher:
                 self.reconciler.trigger.set()
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL_MS
-            requeue_dead_workers(self.store, s.dispatcher_id)
+            self.metrics.inc("jobsched_redeliveries",
+                             requeue_dead_workers(self.store, s.dispatcher_id))
 
     def _seconds_until_next(self, now: int) -> float:
         k = self.store.keys

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Callable
 
 from common.message import FireMessage, JobSpec
+from common.metrics import MetricsRecorder
 from common.schedule import Timing, fires_between, next_fire
 from common.redisstore import RedisStore
 
@@ -42,6 +43,7 @@ class LostLease(Exception):
 class DispatchResult:
     fired: int = 0
     skipped: int = 0
+    skipped_measured: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
 
 
 def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms: int,
-                 keep_lease: Callable[[], bool] = lambda: True) -> DispatchResult:
+                 keep_lease: Callable[[], bool] = lambda: True,
+                 metrics: MetricsRecorder | None = None) -> DispatchResult:
     """Claim every fire due at ``now`` in bounded batches and reschedule.
 
     Loops until nothing is due, so a job that is behind (within the misfire
@@ -119,8 +122,23 @@ def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms:
                 result.fired += 1
         if entries and store.reschedule(leader, entries, records) is None:
             raise LostLease()
+        if metrics and claimed:
+            _measure(metrics, claimed, now, result)
         if not claimed:
             return result
+
+
+def _measure(metrics: MetricsRecorder, claimed: list, now: int, result: DispatchResult) -> None:
+    metrics.observe("jobsched_claim_batch_size", len(claimed))
+    queued = 0
+    for _, fired_ms, _, was_queued in claimed:
+        if was_queued:
+            queued += 1
+            metrics.observe("jobsched_dispatch_lag_seconds", max(0, now - fired_ms) / 1000)
+    metrics.inc("jobsched_fires_dispatched", queued)
+    metrics.inc("jobsched_skipped_fires", result.skipped - result.skipped_measured,
+                reason="misfire")
+    result.skipped_measured = result.skipped
 
 
 def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int) -> int:

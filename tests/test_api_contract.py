@@ -41,6 +41,14 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.response_headers_conformance]
 
 
+def checks_for(path: str) -> list:
+    # Health answers 503 by design when a part is down (here: no dispatcher or
+    # worker runs); that 503 is documented, which status_code_conformance checks.
+    if path in ("/health", "/ready"):
+        return [c for c in CHECKS if c is not checks.not_a_server_error]
+    return CHECKS
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_matches_its_contract(live_api, mode):
     """Positive: requests the schema allows. Negative: requests it forbids
@@ -54,8 +62,8 @@ def test_api_matches_its_contract(live_api, mode):
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=60, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        def fuzz(case):
-            case.call_and_validate(checks=CHECKS)
+        def fuzz(case, chosen=checks_for(operation.path)):
+            case.call_and_validate(checks=chosen)
         try:
             fuzz()
             fuzzed.append(operation.label)

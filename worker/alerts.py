@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from common.metrics import MetricsRecorder
 from common.targets import DenyList
 from common.timeutil import iso_ms
 from worker.http import Outcome, make_session
@@ -39,9 +40,10 @@ def webhook_payload(outcome: Outcome, alert: dict) -> dict:
 class WebhookSender:
     """Posts alert webhooks off the hot path, once the alert row is committed."""
 
-    def __init__(self, deny: DenyList, threads: int = 4):
+    def __init__(self, deny: DenyList, metrics: MetricsRecorder, threads: int = 4):
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook")
         self._session = make_session(threads, deny)
+        self._metrics = metrics
 
     def send(self, url: str, payload: dict) -> None:
         self._pool.submit(self._post, url, payload)
@@ -53,9 +55,13 @@ class WebhookSender:
             if response.status_code >= 300:
                 log.warning("alert webhook for job %s answered HTTP %d", payload["jobId"],
                             response.status_code)
+                self._metrics.inc("jobsched_alert_webhooks", outcome="failed")
+            else:
+                self._metrics.inc("jobsched_alert_webhooks", outcome="sent")
         except requests.RequestException as e:
             log.warning("alert webhook for job %s failed: %s", payload["jobId"],
                         type(e).__name__)
+            self._metrics.inc("jobsched_alert_webhooks", outcome="failed")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

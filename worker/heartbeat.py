@@ -6,17 +6,20 @@ import threading
 
 from redis.exceptions import RedisError
 
+from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, store: RedisStore, worker_id: str, ttl_ms: int):
+    def __init__(self, store: RedisStore, worker_id: str, ttl_ms: int,
+                 metrics: MetricsRecorder | None = None):
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
         self.ttl_ms = ttl_ms
+        self.metrics = metrics
         self._stopping = threading.Event()
 
     def beat(self) -> None:
@@ -26,6 +29,8 @@ class Heartbeat(threading.Thread):
         # Registered again on every beat so a flushed Redis learns of us anew.
         pipe.sadd(k.workers, self.worker_id)
         pipe.execute()
+        if self.metrics:  # what the result writer has not flushed yet (e.g. webhooks)
+            self.metrics.flush(self.store.client, k.metrics)
 
     def run(self) -> None:
         while not self._stopping.wait(self.ttl_ms / 3000.0):
@@ -38,6 +43,11 @@ class Heartbeat(threading.Thread):
         """Stop beating and drop the heartbeat so leftovers are requeued at once."""
         self._stopping.set()
         self.join()
+        if self.metrics:
+            try:
+                self.metrics.flush(self.store.client, self.store.keys.metrics)
+            except RedisError:
+                log.warning("last metrics not flushed: Redis unavailable")
         try:
             self.store.client.delete(self.store.keys.heartbeat(self.worker_id))
         except RedisError:

@@ -23,11 +23,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from common.message import ATLEAST_ONCE
+from common.metrics import MetricsRecorder
 from common.models import Alert, Execution
 from common.redisstore import RedisStore
 from common.settings import Settings
 from worker.alerts import WebhookSender, alert_row, webhook_payload
-from worker.http import DEFERRED, FAILED, Outcome
+from worker.http import DEFERRED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ def execution_row(recorded: Recorded, worker_id: str) -> dict:
 
 class ResultWriter(threading.Thread):
     def __init__(self, engine: Engine, store: RedisStore, settings: Settings,
-                 webhooks: WebhookSender, on_done=lambda messages: None):
+                 webhooks: WebhookSender, metrics: MetricsRecorder,
+                 on_done=lambda messages: None):
         super().__init__(name="result-writer", daemon=True)
         self.engine = engine
         self.store = store
@@ -82,6 +84,7 @@ class ResultWriter(threading.Thread):
         self.worker_id = settings.worker_id
         self.batch_size = settings.result_batch_size
         self.on_done = on_done
+        self.metrics = metrics
         self.webhooks = webhooks
         self.queue: queue.Queue[Outcome] = queue.Queue(maxsize=settings.result_buffer)
         self._stopping = threading.Event()
@@ -126,8 +129,9 @@ class ResultWriter(threading.Thread):
             self.on_done(messages)
             try:
                 self._notify(recorded)
+                self._measure(recorded)
             except Exception:
-                log.exception("could not log or send the alerts of a recorded batch")
+                log.exception("could not log, alert or measure a recorded batch")
 
     def _write(self, batch: list[Recorded]) -> None:
         backoff = 0.1
@@ -192,6 +196,28 @@ class ResultWriter(threading.Thread):
                             type(e).__name__)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _measure(self, batch: list[Recorded]) -> None:
+        m = self.metrics
+        for recorded in batch:
+            outcome, msg = recorded.outcome, recorded.outcome.message
+            if outcome.status == DEFERRED:
+                continue
+            m.inc("jobsched_executions", status=outcome.status, type=msg.spec.type)
+            if recorded.retry_at_ms is not None:
+                m.inc("jobsched_retries")
+            if outcome.status == SKIPPED:
+                if not msg.skip:  # misfire skips are counted by the dispatcher
+                    m.inc("jobsched_skipped_fires", reason="overlap")
+                continue
+            m.observe("jobsched_lateness_seconds",
+                      max(0, outcome.started_ms - msg.fire_ms) / 1000)
+            m.observe("jobsched_call_duration_seconds",
+                      (outcome.finished_ms - outcome.started_ms) / 1000)
+        try:
+            m.flush(self.store.client, self.store.keys.metrics)
+        except RedisError:
+            log.debug("metrics not flushed; kept for the next flush")
 
     def _notify(self, batch: list[Recorded]) -> None:
         for recorded in batch:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from redis.exceptions import RedisError
 
 from common.message import ATMOST_ONCE, CONCURRENCY_FORBID, FireMessage
+from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import iso_ms
@@ -47,8 +48,10 @@ class Worker:
         deny = settings.deny_list()
         self.session = make_session(settings.worker_threads, deny)
         self.pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="call")
-        self.webhooks = WebhookSender(deny)
-        self.writer = ResultWriter(engine, store, settings, self.webhooks, self._done)
+        self.metrics = MetricsRecorder()
+        self.webhooks = WebhookSender(deny, self.metrics)
+        self.writer = ResultWriter(engine, store, settings, self.webhooks, self.metrics,
+                                   self._done)
         # Messages this process is working on. Anything else found in our
         # in-flight list twice in a row is stranded (e.g. a BLMOVE whose reply
         # was lost) and is handed back to the ready list.
@@ -56,7 +59,8 @@ class Worker:
         self._in_hand_lock = threading.Lock()
         self._suspects: set[bytes] = set()
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-        self.heartbeat = Heartbeat(store, self.id, settings.worker_heartbeat_ttl_ms)
+        self.heartbeat = Heartbeat(store, self.id, settings.worker_heartbeat_ttl_ms,
+                                   self.metrics)
 
     def run_forever(self) -> None:
         leftovers = self.store.requeue_own_leftovers(self.id)

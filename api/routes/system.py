@@ -1,19 +1,58 @@
 """/health, /openapi.json."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 
+from api.metrics import exposition
 from api.openapi import document
-from api.routes import services
-from api.services.health import health
+from api.routes import flag_arg, services
+from api.services import observe
+from common.errors import DependencyUnavailable
 
 bp = Blueprint("system", __name__)
 
 
 @bp.get("/health")
 def health_check():
-    ok, body = health(services())
+    ok, body = observe.health(services(), deep=bool(flag_arg("deep")))
     return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/ready")
+def readiness():
+    ok, body = observe.health(services(), deep=True)
+    return jsonify(body), 200 if ok else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    try:
+        return Response(exposition(services()), content_type=CONTENT_TYPE_LATEST)
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+
+
+@bp.get("/stats")
+def stats():
+    """The /metrics picture as JSON, for humans."""
+    try:
+        queue = observe.queue_state(services())
+        totals = observe.metric_totals(services())
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+    executions = {dict(labels).get("status"): 0 for (labels, _) in totals.get(
+        "jobsched_executions", {})}
+    for (labels, _), value in totals.get("jobsched_executions", {}).items():
+        executions[dict(labels)["status"]] += int(value)
+    db_ok, db = True, None
+    try:
+        db = observe.job_counts(services())
+    except DependencyUnavailable:
+        db_ok = False
+    return jsonify({"queue": queue, "jobs": db, "database": {"ok": db_ok},
+                    "executions": executions})
 
 
 @bp.get("/openapi.json")

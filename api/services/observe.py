@@ -1,0 +1,117 @@
+"""What the system is doing, read live from Redis (and the database):
+queue state for /metrics and /stats, and the checks of deep health."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from sqlalchemy import func, select, text
+
+from api.services import Services
+from common.metrics import parse_field
+from common.models import Job
+from common.timeutil import now_ms
+
+
+def queue_state(services: Services) -> dict:
+    """Queue depths, workers alive, the leader: one pipelined round trip."""
+    client, k = services.store.client, services.store.keys
+    workers = [w.decode() for w in client.smembers(k.workers)]
+    pipe = client.pipeline(transaction=False)
+    pipe.zcard(k.schedule)
+    pipe.llen(k.ready)
+    pipe.zcard(k.retry)
+    pipe.lindex(k.ready, 0)
+    pipe.get(k.leader)
+    pipe.pttl(k.leader)
+    pipe.get(k.leader_since)
+    for w in workers:
+        pipe.llen(k.inflight(w))
+        pipe.exists(k.heartbeat(w))
+    scheduled, ready, retry, head, leader, lease_ttl, since, *per_worker = pipe.execute()
+    now = now_ms()
+    oldest_age = None
+    if head:
+        try:
+            oldest_age = max(0, now - int(json.loads(head)["t"]))
+        except (ValueError, KeyError, TypeError):
+            oldest_age = None
+    return {
+        "scheduled": scheduled, "ready": ready, "retry": retry,
+        "inflight": sum(per_worker[0::2]), "oldestReadyAgeMs": oldest_age,
+        "workersAlive": sum(per_worker[1::2]),
+        "leader": leader.decode() if leader else None,
+        "leaseRemainingMs": lease_ttl if leader and lease_ttl > 0 else None,
+        "leaseAgeMs": now - int(since) if leader and since else None,
+    }
+
+
+def metric_totals(services: Services) -> dict:
+    """The counters and histograms every process adds to, by series."""
+    raw = services.store.client.hgetall(services.store.keys.metrics)
+    totals: dict = defaultdict(dict)
+    for f, value in raw.items():
+        name, labels, part = parse_field(f.decode())
+        totals[name][(tuple(sorted(labels.items())), part)] = float(value)
+    return totals
+
+
+def job_counts(services: Services) -> dict:
+    with services.unit_of_work() as session:
+        total = session.scalar(select(func.count()).select_from(Job))
+        enabled = session.scalar(select(func.count()).select_from(Job).where(Job.enabled))
+    return {"total": total, "enabled": enabled}
+
+
+class CheckFailed(Exception):
+    """A deep check's own finding; its message is safe to show."""
+
+
+def _timed(check) -> dict:
+    start = time.perf_counter()
+    try:
+        details = check()
+        state = {"ok": True, **(details if isinstance(details, dict) else {})}
+    except CheckFailed as e:
+        state = {"ok": False, "error": str(e)}
+    except Exception as e:  # a driver's message may hold addresses: only its kind
+        state = {"ok": False, "error": type(e).__name__}
+    state["latencyMs"] = round((time.perf_counter() - start) * 1000, 1)
+    return state
+
+
+def health(services: Services, deep: bool = False) -> tuple[bool, dict]:
+    """Database and Redis answer; deep: also a leader holds the lease, a
+    worker is alive and the oldest ready message is younger than the limit."""
+    def database():
+        with services.sessions() as session:
+            session.execute(text("SELECT 1"))
+
+    checks = {"database": _timed(database), "redis": _timed(services.store.client.ping)}
+    if deep:
+        limit = services.settings.ready_age_limit_ms
+        state = {}
+
+        def leader():
+            state.update(queue_state(services))
+            if not state["leader"]:
+                raise CheckFailed("no dispatcher holds the lease")
+            return {"id": state["leader"], "leaseAgeMs": state["leaseAgeMs"]}
+
+        def workers():
+            if not state.get("workersAlive"):
+                raise CheckFailed("no live worker")
+            return {"alive": state["workersAlive"]}
+
+        def ready_queue():
+            age = state.get("oldestReadyAgeMs") or 0
+            if age > limit:
+                raise CheckFailed(f"the oldest ready fire waited {age} ms")
+            return {"oldestAgeMs": age, "limitMs": limit, "depth": state.get("ready")}
+
+        checks["leader"] = _timed(leader)
+        checks["workers"] = _timed(workers)
+        checks["readyQueue"] = _timed(ready_queue)
+    ok = all(c["ok"] for c in checks.values())
+    return ok, {"status": "ok" if ok else "unavailable", **checks}
