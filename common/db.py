@@ -32,9 +32,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets the API read while workers write; busy_timeout makes writers
     # from several processes wait for each other instead of failing.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # The busy timeout first: the statements below may meet another writer.
     cursor.execute("PRAGMA busy_timeout=30000")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

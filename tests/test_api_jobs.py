@@ -303,15 +303,19 @@ def test_concurrent_patches_of_different_fields_are_both_kept(backend):
     client = make_client(backend)
     job = create(client)
 
+    answers = []
+
     def patch(field, value):
         own = make_client(backend)
         for _ in range(10):
-            assert own.patch(f"/jobs/{job['jobId']}", json={field: value}).status_code == 200
+            r = own.patch(f"/jobs/{job['jobId']}", json={field: value})
+            answers.append((r.status_code, r.get_json().get("error")))
     threads = [threading.Thread(target=patch, args=a) for a in (("name", "n"),
                                                                ("maxRetries", 7))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
+    assert answers == [(200, None)] * 20
     final = client.get(f"/jobs/{job['jobId']}").get_json()
     assert (final["name"], final["maxRetries"]) == ("n", 7)
