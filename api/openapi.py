@@ -71,7 +71,11 @@ OPERATIONS = [
      {202: "FireQueued"}, [_param("executionId", "path", {"type": "string"})],
      (404, 409, 503)),
     ("get", "/alerts", "Alerts, newest first", None, {200: "AlertPage"},
-     [LIMIT, CURSOR, JOB_FILTER, _param("acknowledged", "query", {"type": "boolean"})],
+     [LIMIT, CURSOR, JOB_FILTER, _param("acknowledged", "query", {"type": "boolean"}),
+      _param("kind", "query", {"type": "string", "enum": [
+          "execution_failed", "recovered", "auto_disabled", "backlog", "no_leader"]}),
+      _param("delivery", "query", {"type": "string",
+                                   "enum": ["none", "pending", "delivered", "failed"]})],
      (400, 503)),
     ("post", "/alerts/{alertId}/ack", "Acknowledge an alert", None, {200: "AlertOut"},
      [_param("alertId", "path", {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1})],

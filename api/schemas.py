@@ -103,6 +103,9 @@ class JobIn(BaseModel):
         default=None, max_length=20,
         description='HTTP statuses that count as success: codes or ranges, e.g. '
                     '[200, "300-303"]; default 200-299')
+    autoDisableAfter: StrictInt | None = Field(
+        default=None, ge=1, le=1000,
+        description="disable the job after this many fires in a row failed for good")
     startAt: StrictStr | None = Field(default=None, description="no fire before (ISO 8601)")
     endAt: StrictStr | None = Field(default=None, description="no fire after (ISO 8601)")
     runAt: StrictStr | None = Field(default=None,
@@ -255,6 +258,7 @@ class JobOut(BaseModel):
     misfire: str
     concurrency: str
     successStatus: list[str]
+    autoDisableAfter: int | None
     startAt: str | None
     endAt: str | None
     runAt: str | None
@@ -307,12 +311,15 @@ class FireQueued(BaseModel):
 
 class AlertOut(BaseModel):
     alertId: int
-    jobId: str
+    jobId: str | None = Field(description="None for a system alert")
     executionId: str | None
     kind: str
     message: str
     createdAt: str
     acknowledged: bool
+    deliveryStatus: Literal["none", "pending", "delivered", "failed"]
+    deliveryAttempts: int
+    deliveryError: str | None
 
 
 class AlertPage(BaseModel):

@@ -22,6 +22,7 @@ def job_view(job: Job, next_run_ms: int | None) -> dict:
         "maxRetries": job.max_retries, "retryBackoffMs": job.retry_backoff_ms,
         "misfire": job.misfire, "concurrency": job.concurrency,
         "successStatus": _status_ranges(job.success_status),
+        "autoDisableAfter": job.auto_disable_after,
         "startAt": iso_ms(job.start_at_ms), "endAt": iso_ms(job.end_at_ms),
         "runAt": iso_ms(job.run_at_ms),
         "createdAt": iso_ms(job.created_at_ms), "updatedAt": iso_ms(job.updated_at_ms),
@@ -35,7 +36,7 @@ def job_as_input(job: Job) -> dict:
     return {key: view[key] for key in (
         "schedule", "api", "type", "name", "timezone", "method", "headers", "body",
         "timeoutMs", "alertWebhook", "enabled", "maxRetries", "retryBackoffMs", "misfire",
-        "concurrency", "successStatus", "startAt", "endAt", "runAt")}
+        "concurrency", "successStatus", "autoDisableAfter", "startAt", "endAt", "runAt")}
 
 
 def execution_view(row: Execution) -> dict:
@@ -52,5 +53,6 @@ def alert_view(row: Alert) -> dict:
     return {
         "alertId": row.id, "jobId": row.job_id, "executionId": row.execution_id,
         "kind": row.kind, "message": row.message, "createdAt": iso_ms(row.created_at_ms),
-        "acknowledged": row.acknowledged,
+        "acknowledged": row.acknowledged, "deliveryStatus": row.delivery_status,
+        "deliveryAttempts": row.delivery_attempts, "deliveryError": row.delivery_error,
     }

@@ -17,6 +17,7 @@
 | once:<token>         | STRING + TTL | a replay already queued (repeated requests are refused) |
 | leader:since         | STRING       | when the current leader acquired the lease (epoch ms)   |
 | metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
+| streaks              | HASH         | job id -> fires in a row that failed for good           |
 
 This table is copied into README.md for redis-cli users.
 """
@@ -60,6 +61,10 @@ class Keys:
     @property
     def leader_since(self) -> str:
         return self.prefix + "leader:since"
+
+    @property
+    def fail_streaks(self) -> str:
+        return self.prefix + "streaks"
 
     @property
     def metrics(self) -> str:

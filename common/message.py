@@ -54,6 +54,7 @@ class JobSpec:
     end_ms: int | None = None
     run_at_ms: int | None = None
     success: tuple = DEFAULT_SUCCESS   # inclusive (low, high) status ranges
+    auto_disable_after: int | None = None
 
     def to_json(self) -> str:
         # The timing fields come first, in this order: the dispatcher reads
@@ -67,6 +68,7 @@ class JobSpec:
             "maxRetries": self.max_retries, "backoffMs": self.retry_backoff_ms,
             "misfire": self.misfire, "concurrency": self.concurrency,
             "success": [list(pair) for pair in self.success],
+            "autoDisable": self.auto_disable_after,
         }, separators=(",", ":"))
 
     @property
@@ -93,7 +95,7 @@ class JobSpec:
             concurrency=job.concurrency, start_ms=job.start_at_ms, end_ms=job.end_at_ms,
             run_at_ms=job.run_at_ms,
             success=tuple(tuple(p) for p in job.success_status) if job.success_status
-            else DEFAULT_SUCCESS,
+            else DEFAULT_SUCCESS, auto_disable_after=job.auto_disable_after,
         )
 
     @classmethod
@@ -108,6 +110,7 @@ class JobSpec:
             concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
             start_ms=d.get("start"), end_ms=d.get("end"), run_at_ms=d.get("runAt"),
             success=tuple(tuple(p) for p in d.get("success") or DEFAULT_SUCCESS),
+            auto_disable_after=d.get("autoDisable"),
         )
 
 

@@ -39,6 +39,8 @@ class Job(Base):
     start_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     end_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     run_at_ms: Mapped[int | None] = mapped_column(BigInteger)   # "@once" jobs
+    # Disable the job after this many fires in a row failed for good.
+    auto_disable_after: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
@@ -77,12 +79,21 @@ class Execution(Base):
 
 class Alert(Base):
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_job_id_id", "job_id", "id"),)
+    __table_args__ = (Index("ix_alerts_job_id_id", "job_id", "id"),
+                      Index("ix_alerts_ref", "ref", unique=True))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True)  # None: system alert
     execution_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     created_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Webhook delivery: the reference the sender updates it by, and its state
+    # (none: no webhook; pending; delivered; failed after its retries).
+    ref: Mapped[str | None] = mapped_column(String(36))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    delivery_status: Mapped[str] = mapped_column(String(16), default="none",
+                                                 server_default="none")
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivery_error: Mapped[str | None] = mapped_column(Text)

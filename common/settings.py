@@ -78,6 +78,10 @@ class Settings:
     default_timeout_ms: int = 10_000
     max_timeout_ms: int = 300_000
     response_snippet_bytes: int = 1024
+    alert_webhook: str | None = None          # for jobs without their own alertWebhook
+    webhook_secret: str | None = field(default=None, repr=False)   # signs alert webhooks
+    webhook_attempts: int = 5
+    webhook_backoff_ms: int = 1_000
     target_deny: tuple[str, ...] = DEFAULT_DENY
     target_deny_loopback: bool = False
     retry_max_backoff_ms: int = 300_000
@@ -117,6 +121,11 @@ class Settings:
                 env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
             ),
             max_timeout_ms=_int(env, "JOBSCHED_MAX_TIMEOUT_MS", base.max_timeout_ms, 1),
+            alert_webhook=env.get("JOBSCHED_ALERT_WEBHOOK") or None,
+            webhook_secret=env.get("JOBSCHED_WEBHOOK_SECRET") or None,
+            webhook_attempts=_int(env, "JOBSCHED_WEBHOOK_ATTEMPTS", base.webhook_attempts, 1),
+            webhook_backoff_ms=_int(env, "JOBSCHED_WEBHOOK_BACKOFF_MS",
+                                    base.webhook_backoff_ms, 1),
             target_deny=_cidrs(env, "JOBSCHED_TARGET_DENY", base.target_deny),
             target_deny_loopback=_bool(env, "JOBSCHED_TARGET_DENY_LOOPBACK",
                                        base.target_deny_loopback),

@@ -62,6 +62,9 @@ def target():
     server.close()
 
 
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
 class System:
     """A running jobsched: api, dispatcher and two workers as real processes."""
 
@@ -71,7 +74,10 @@ class System:
         self.procs = Processes(python_env(**backend.env(), JOBSCHED_API_PORT=self.api_port,
                                           JOBSCHED_API_PROCESSES=1,
                                           JOBSCHED_WORKER_HEARTBEAT_TTL_MS=1500,
-                                          JOBSCHED_LEADER_LEASE_MS=2000), log_dir)
+                                          JOBSCHED_LEADER_LEASE_MS=2000,
+                                          JOBSCHED_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                                          JOBSCHED_WEBHOOK_ATTEMPTS=3,
+                                          JOBSCHED_WEBHOOK_BACKOFF_MS=100), log_dir)
         self.api = Api(f"http://127.0.0.1:{self.api_port}")
         self.redis = backend.redis()
         self.keys = Keys(backend.prefix)

@@ -27,7 +27,9 @@ from common.metrics import MetricsRecorder
 from common.models import Alert, Execution
 from common.redisstore import RedisStore
 from common.settings import Settings
-from worker.alerts import WebhookSender, alert_row, webhook_payload
+from common.timeutil import now_ms
+from worker import streaks
+from worker.alerts import WebhookSender, failure_alert, payload
 from worker.http import DEFERRED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
@@ -114,7 +116,9 @@ class ResultWriter(threading.Thread):
             messages = [o.message for o in batch]
             try:
                 recorded = [decide(o, self.settings) for o in batch]
-                self._write(recorded)
+                alerts = [(failure_alert(r.outcome, self.webhook_for(r.outcome.message.spec)),
+                           r.outcome) for r in recorded if r.final]
+                self._write(recorded, [a for a, _ in alerts])
             except Exception:
                 # A bug must not lose fires: hand the batch back so the fires
                 # run again (a duplicate call, not a loss). ATMOST_ONCE
@@ -128,23 +132,29 @@ class ResultWriter(threading.Thread):
             self._ack(recorded)
             self.on_done(messages)
             try:
-                self._notify(recorded)
+                self._notify(recorded, alerts)
                 self._measure(recorded)
+                self._follow_streaks(recorded)
             except Exception:
                 log.exception("could not log, alert or measure a recorded batch")
 
-    def _write(self, batch: list[Recorded]) -> None:
+    def webhook_for(self, spec) -> str | None:
+        return spec.alert_webhook or self.settings.alert_webhook
+
+    def _write(self, batch: list[Recorded], alerts: list[dict]) -> None:
         backoff = 0.1
         while True:
             try:
-                self._insert(batch)
+                self._insert(batch, alerts)
                 return
             except (IntegrityError, DataError):
                 # Permanent: retrying cannot help. Write rows one by one so a
                 # single bad row does not hold back the others.
                 if len(batch) > 1:
                     for one in batch:
-                        self._write([one])
+                        self._write([one], [a for a in alerts if
+                                            a["execution_id"] == one.outcome.message.execution_id
+                                            and one.final])
                     return
                 log.error("execution %s cannot be recorded; dropping its row",
                           batch[0].outcome.message.execution_id, exc_info=True)
@@ -156,10 +166,9 @@ class ResultWriter(threading.Thread):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _insert(self, batch: list[Recorded]) -> None:
+    def _insert(self, batch: list[Recorded], alerts: list[dict]) -> None:
         rows = [execution_row(r, self.worker_id) for r in batch
                 if r.outcome.status != DEFERRED]
-        alerts = [alert_row(r.outcome) for r in batch if r.final]
         if not rows:
             return
         with self.engine.begin() as conn:
@@ -219,7 +228,17 @@ class ResultWriter(threading.Thread):
         except RedisError:
             log.debug("metrics not flushed; kept for the next flush")
 
-    def _notify(self, batch: list[Recorded]) -> None:
+    def _follow_streaks(self, batch: list[Recorded]) -> None:
+        alerts = streaks.follow(self.store, self.engine, batch, self.webhook_for, now_ms())
+        if alerts:
+            with self.engine.begin() as conn:
+                conn.execute(insert(Alert), alerts)
+            for alert in alerts:
+                self.webhooks.send(alert, payload(alert))
+
+    def _notify(self, batch: list[Recorded], alerts: list[tuple[dict, Outcome]]) -> None:
+        for alert, outcome in alerts:
+            self.webhooks.send(alert, payload(alert, outcome))
         for recorded in batch:
             outcome = recorded.outcome
             if outcome.status == DEFERRED:
@@ -230,6 +249,3 @@ class ResultWriter(threading.Thread):
                      outcome.started_ms - outcome.message.fire_ms,
                      outcome.finished_ms - outcome.started_ms,
                      f" error={outcome.error!r}" if outcome.error else "")
-            url = outcome.message.spec.alert_webhook
-            if recorded.final and url:
-                self.webhooks.send(url, webhook_payload(outcome, alert_row(outcome)))

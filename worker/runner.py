@@ -49,7 +49,9 @@ class Worker:
         self.session = make_session(settings.worker_threads, deny)
         self.pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="call")
         self.metrics = MetricsRecorder()
-        self.webhooks = WebhookSender(deny, self.metrics)
+        self.webhooks = WebhookSender(engine, deny, self.metrics, settings.webhook_secret,
+                                      settings.webhook_attempts,
+                                      settings.webhook_backoff_ms / 1000)
         self.writer = ResultWriter(engine, store, settings, self.webhooks, self.metrics,
                                    self._done)
         # Messages this process is working on. Anything else found in our

@@ -9,6 +9,9 @@ from api.services import history
 
 bp = Blueprint("history", __name__)
 
+ALERT_KINDS = ("execution_failed", "recovered", "auto_disabled", "backlog", "no_leader")
+DELIVERY_STATES = ("none", "pending", "delivered", "failed")
+
 
 @bp.get("/executions")
 def recent_executions():
@@ -31,9 +34,10 @@ def replay(execution_id: str):
 
 @bp.get("/alerts")
 def alerts():
-    return jsonify(history.list_alerts(services(), int_arg("limit", 50),
-                                       request.args.get("cursor"), request.args.get("jobId"),
-                                       flag_arg("acknowledged")))
+    return jsonify(history.list_alerts(
+        services(), int_arg("limit", 50), request.args.get("cursor"), request.args.get("jobId"),
+        flag_arg("acknowledged"), choice_arg("kind", ALERT_KINDS),
+        choice_arg("delivery", DELIVERY_STATES)))
 
 
 @bp.post("/alerts/<int:alert_id>/ack")

@@ -87,8 +87,13 @@ def replay_execution(services: Services, execution_id: str) -> dict:
 
 
 def list_alerts(services: Services, limit: int, cursor: str | None, job_id: str | None,
-                acknowledged: bool | None) -> dict:
+                acknowledged: bool | None, kind: str | None = None,
+                delivery: str | None = None) -> dict:
     query = select(Alert)
+    if kind:
+        query = query.where(Alert.kind == kind)
+    if delivery:
+        query = query.where(Alert.delivery_status == delivery)
     if job_id:
         query = query.where(Alert.job_id == job_id)
     if acknowledged is not None:

@@ -53,6 +53,7 @@ def _apply(job: Job, data: JobIn, services: Services, now: int) -> None:
     job.misfire = data.misfire
     job.concurrency = data.concurrency
     job.success_status = status_ranges(data.successStatus)
+    job.auto_disable_after = data.autoDisableAfter
     job.start_at_ms = data.start_ms()
     job.end_at_ms = data.end_ms()
     job.run_at_ms = data.run_at_ms()

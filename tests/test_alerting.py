@@ -1,0 +1,76 @@
+"""Alert webhooks on the real processes: signed, retried, their delivery
+recorded; recovery alerts; automatic disabling after repeated failures."""
+import time
+
+import pytest
+
+from common.signing import HEADER, verify
+from tests.conftest import WEBHOOK_SECRET
+from tests.support import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def alerts(system, job_id, **filters):
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return system.api.get(f"/alerts?jobId={job_id}&limit=100&{query}").json()["alerts"]
+
+
+def test_webhook_is_signed_and_verifiable_by_the_receiver(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/status/500/signed"),
+                            maxRetries=0, alertWebhook=target.url("/hook/signed"))
+    hook = wait_until(lambda: target.received("/hook/signed"), 15, message="a webhook")[0]
+    assert verify(WEBHOOK_SECRET, hook.body, hook.headers[HEADER], int(time.time()))
+    assert not verify("another secret", hook.body, hook.headers[HEADER], int(time.time()))
+    tampered = hook.body.replace(b"signed", b"forged")
+    assert not verify(WEBHOOK_SECRET, tampered, hook.headers[HEADER], int(time.time()))
+    body = hook.json()
+    assert body["event"] == "execution_failed" and body["jobId"] == job["jobId"]
+    assert body["text"].startswith("[jobsched] execution_failed")  # Slack-compatible
+    assert body["history"] == f"/jobs/{job['jobId']}/executions"
+    wait_until(lambda: alerts(system, job["jobId"], delivery="delivered"), 10,
+               message="delivery recorded")
+
+
+def test_delivery_is_retried_against_a_receiver_that_fails_first(system, target):
+    job = system.api.create(schedule="@once", api=target.url("/status/500/retried"),
+                            runAt=_soon(), maxRetries=0,
+                            alertWebhook=target.url("/fail-first/2/hook"))
+    alert = wait_until(lambda: alerts(system, job["jobId"], delivery="delivered"), 20,
+                       message="delivered on the third try")[0]
+    assert alert["deliveryAttempts"] == 3
+    assert len(target.received("/fail-first/2/hook")) == 3
+
+
+def test_a_delivery_that_keeps_failing_is_recorded_as_failed(system, target):
+    job = system.api.create(schedule="@once", api=target.url("/status/500/undelivered"),
+                            runAt=_soon(), maxRetries=0,
+                            alertWebhook=target.url("/status/502/hook"))
+    alert = wait_until(lambda: alerts(system, job["jobId"], delivery="failed"), 20,
+                       message="failed for good")[0]
+    assert (alert["deliveryAttempts"], alert["deliveryError"]) == (3, "HTTP 502")
+    metrics = system.api.get("/metrics").text
+    assert 'jobsched_alert_webhooks_total{outcome="failed"}' in metrics
+
+
+def test_first_success_after_failures_raises_a_recovery_alert(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/fail-first/2/recover"),
+                            maxRetries=0)
+    recovered = wait_until(lambda: alerts(system, job["jobId"], kind="recovered"), 20,
+                           message="a recovery alert")
+    assert "after 2 fire(s) failed for good" in recovered[0]["message"]
+    assert len(alerts(system, job["jobId"], kind="execution_failed")) == 2
+
+
+def test_a_job_is_disabled_after_repeated_failures_when_asked(system, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/status/500/auto"),
+                            maxRetries=0, autoDisableAfter=2)
+    wait_until(lambda: alerts(system, job["jobId"], kind="auto_disabled"), 20,
+               message="auto-disabled")
+    current = system.api.get(f"/jobs/{job['jobId']}").json()
+    assert current["enabled"] is False and current["nextRun"] is None
+
+
+def _soon() -> str:
+    from common.timeutil import iso_ms, now_ms
+    return iso_ms((now_ms() // 1000 + 2) * 1000)
