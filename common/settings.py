@@ -67,6 +67,7 @@ class Settings:
     api_threads: int = 8
     api_token: str | None = field(default=None, repr=False)   # a secret: never logged
     log_level: str = "INFO"
+    log_format: str = "text"      # or "json"
     # Worker
     worker_id: str = field(default_factory=_default_worker_id)
     worker_threads: int = 32
@@ -110,6 +111,7 @@ class Settings:
             api_threads=_int(env, "JOBSCHED_API_THREADS", base.api_threads, 1),
             api_token=env.get("JOBSCHED_API_TOKEN") or None,
             log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
+            log_format=(env.get("JOBSCHED_LOG_FORMAT") or base.log_format).lower(),
             worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
             worker_threads=_int(env, "JOBSCHED_WORKER_THREADS", base.worker_threads, 1),
             worker_heartbeat_ttl_ms=_int(
@@ -160,5 +162,7 @@ class Settings:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
         if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:
             raise ConfigError("JOBSCHED_WORKER_ID and JOBSCHED_DISPATCHER_ID take 1-100 characters")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("JOBSCHED_LOG_FORMAT must be text or json")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("JOBSCHED_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")

@@ -13,7 +13,7 @@ from dispatcher.loop import Dispatcher
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
-    configure(settings.log_level, "dispatcher")
+    configure(settings.log_level, "dispatcher", settings.log_format)
     store = RedisStore(connect(settings.redis_url, socket_timeout=10),
                        Keys(settings.redis_prefix))
     sessions = make_sessionmaker(make_engine(settings.database_url))

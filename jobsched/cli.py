@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobsched: configuration error: {e.message}", file=sys.stderr)
         return 2
     if args.command == "api":
-        configure(settings.log_level, "api")
+        configure(settings.log_level, "api", settings.log_format)
         from api.server import main as run_api
         run_api(settings)
     elif args.command == "dispatcher":
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         from worker.__main__ import main as run_worker
         run_worker(settings)
     elif args.command == "migrate":
-        configure(settings.log_level, "migrate")
+        configure(settings.log_level, "migrate", settings.log_format)
         from migrations import upgrade
         upgrade(settings.database_url)
         log.info("database at %s is up to date", redact_url(settings.database_url))

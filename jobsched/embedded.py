@@ -57,7 +57,8 @@ def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
 
 
 def main() -> int:
-    configure(os.environ.get("JOBSCHED_LOG_LEVEL", "INFO").upper(), "embedded")
+    configure(os.environ.get("JOBSCHED_LOG_LEVEL", "INFO").upper(), "embedded",
+              os.environ.get("JOBSCHED_LOG_FORMAT", "text").lower())
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("JOBSCHED_DATABASE_URL", f"sqlite:///{(DATA_DIR / 'jobsched.db').resolve()}")

@@ -13,7 +13,7 @@ from worker.runner import POP_TIMEOUT_S, Worker
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
-    configure(settings.log_level, "worker")
+    configure(settings.log_level, "worker", settings.log_format)
     # The socket must outlive the blocking pop.
     client = connect(settings.redis_url, socket_timeout=POP_TIMEOUT_S + 10,
                      max_connections=settings.worker_threads + 8)

@@ -243,9 +243,15 @@ class ResultWriter(threading.Thread):
             outcome = recorded.outcome
             if outcome.status == DEFERRED:
                 continue
+            msg = outcome.message
+            fields = {"job": msg.spec.id, "execution": msg.execution_id,
+                      "attempt": msg.attempt, "status": outcome.status,
+                      "httpStatus": outcome.http_status,
+                      "latenessMs": outcome.started_ms - msg.fire_ms,
+                      "durationMs": outcome.finished_ms - outcome.started_ms,
+                      "redelivered": msg.redeliveries > 0, "error": outcome.error}
             log.info("job=%s execution=%s attempt=%d status=%s http=%s lateness_ms=%d "
-                     "duration_ms=%d%s", outcome.message.spec.id, outcome.message.execution_id,
-                     outcome.message.attempt, outcome.status, outcome.http_status,
-                     outcome.started_ms - outcome.message.fire_ms,
-                     outcome.finished_ms - outcome.started_ms,
-                     f" error={outcome.error!r}" if outcome.error else "")
+                     "duration_ms=%d%s", msg.spec.id, msg.execution_id, msg.attempt,
+                     outcome.status, outcome.http_status, fields["latenessMs"],
+                     fields["durationMs"], f" error={outcome.error!r}" if outcome.error else "",
+                     extra={"fields": fields})
