@@ -18,6 +18,7 @@
 | leader:since         | STRING       | when the current leader acquired the lease (epoch ms)   |
 | metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
 | streaks              | HASH         | job id -> fires in a row that failed for good           |
+| system-alert:<kind>  | STRING + TTL | a system alert raised recently (not raised again)       |
 
 This table is copied into README.md for redis-cli users.
 """
@@ -89,3 +90,6 @@ class Keys:
 
     def once(self, token: str) -> str:
         return f"{self.prefix}once:{token}"
+
+    def system_alert(self, kind: str) -> str:
+        return f"{self.prefix}system-alert:{kind}"

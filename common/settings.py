@@ -95,6 +95,7 @@ class Settings:
     reconcile_interval_ms: int = 30_000
     # Deep health fails when the oldest ready fire waited longer than this.
     ready_age_limit_ms: int = 60_000
+    system_alert_repeat_ms: int = 600_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +142,8 @@ class Settings:
             misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
             ready_age_limit_ms=_int(env, "JOBSCHED_READY_AGE_LIMIT_MS",
                                     base.ready_age_limit_ms, 1),
+            system_alert_repeat_ms=_int(env, "JOBSCHED_SYSTEM_ALERT_REPEAT_MS",
+                                        base.system_alert_repeat_ms, 1),
             reconcile_interval_ms=_int(
                 env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
             ),

@@ -89,7 +89,8 @@ class System:
         for i in range(1, workers + 1):
             self.start_worker(f"worker-{i}")
         wait_until(self.api.healthy, 30, message="API healthy")
-        wait_until(lambda: self.redis.get(self.keys.leader), 30, message="a leader")
+        if dispatchers:
+            wait_until(lambda: self.redis.get(self.keys.leader), 30, message="a leader")
         wait_until(lambda: self.live_workers() >= workers, 30, message="workers alive")
 
     def start_worker(self, name: str, **env):

@@ -8,18 +8,20 @@ from redis.exceptions import RedisError
 
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
+from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
     def __init__(self, store: RedisStore, worker_id: str, ttl_ms: int,
-                 metrics: MetricsRecorder | None = None):
+                 metrics: MetricsRecorder | None = None, on_beat=None):
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
         self.ttl_ms = ttl_ms
         self.metrics = metrics
+        self.on_beat = on_beat   # called after each beat (system checks)
         self._stopping = threading.Event()
 
     def beat(self) -> None:
@@ -38,6 +40,12 @@ class Heartbeat(threading.Thread):
                 self.beat()
             except RedisError:
                 log.warning("heartbeat failed: Redis unavailable")
+                continue
+            if self.on_beat:
+                try:
+                    self.on_beat(now_ms())
+                except Exception:  # a check must never stop the heartbeat
+                    log.warning("system check failed", exc_info=True)
 
     def stop(self) -> None:
         """Stop beating and drop the heartbeat so leftovers are requeued at once."""

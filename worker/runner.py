@@ -24,6 +24,7 @@ from worker.alerts import WebhookSender
 from worker.heartbeat import Heartbeat
 from worker.http import Outcome, call, deferred, make_session, skipped
 from worker.results import ResultWriter
+from worker.watch import SystemWatch
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class Worker:
         self._in_hand_lock = threading.Lock()
         self._suspects: set[bytes] = set()
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        self.watch = SystemWatch(store, engine, self.webhooks, settings)
         self.heartbeat = Heartbeat(store, self.id, settings.worker_heartbeat_ttl_ms,
-                                   self.metrics)
+                                   self.metrics, self.watch.check)
 
     def run_forever(self) -> None:
         leftovers = self.store.requeue_own_leftovers(self.id)

@@ -1,0 +1,66 @@
+"""System alerts that any live worker can raise, because the part at fault
+cannot: no dispatcher has held the lease for a while, or fires wait on the
+ready list longer than JOBSCHED_READY_AGE_LIMIT_MS. Each kind is raised once
+per JOBSCHED_SYSTEM_ALERT_REPEAT_MS across all workers (SET NX in Redis), and
+goes to the global JOBSCHED_ALERT_WEBHOOK."""
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+
+from common.models import Alert
+from common.redisstore import RedisStore
+from common.settings import Settings
+from worker.alerts import WebhookSender, alert_row, payload
+
+log = logging.getLogger(__name__)
+
+LEADERLESS_LEASES = 3   # how many lease lengths without a leader make an incident
+
+
+class SystemWatch:
+    def __init__(self, store: RedisStore, engine: Engine, webhooks: WebhookSender,
+                 settings: Settings):
+        self.store = store
+        self.engine = engine
+        self.webhooks = webhooks
+        self.settings = settings
+        self._leaderless_since: int | None = None
+
+    def check(self, now: int) -> None:
+        k = self.store.keys
+        pipe = self.store.client.pipeline(transaction=False)
+        pipe.get(k.leader)
+        pipe.lindex(k.ready, 0)
+        leader, head = pipe.execute()
+        if leader:
+            self._leaderless_since = None
+        else:
+            self._leaderless_since = self._leaderless_since or now
+            gone_ms = now - self._leaderless_since
+            if gone_ms >= LEADERLESS_LEASES * self.settings.leader_lease_ms:
+                self._raise("no_leader", f"no dispatcher has held the lease for "
+                                         f"{gone_ms // 1000} s: nothing is being scheduled", now)
+        if head:
+            try:
+                age = now - int(json.loads(head)["t"])
+            except (ValueError, KeyError, TypeError):
+                age = 0
+            if age > self.settings.ready_age_limit_ms:
+                self._raise("backlog", f"the oldest ready fire has waited {age} ms "
+                                       f"(limit {self.settings.ready_age_limit_ms} ms): "
+                                       "workers are not keeping up", now)
+
+    def _raise(self, kind: str, message: str, now: int) -> None:
+        first = self.store.client.set(self.store.keys.system_alert(kind), now, nx=True,
+                                      px=self.settings.system_alert_repeat_ms)
+        if not first:
+            return  # raised recently, by this worker or another
+        alert = alert_row(kind, None, None, message, now, self.settings.alert_webhook)
+        with self.engine.begin() as conn:
+            conn.execute(insert(Alert), [alert])
+        log.warning("system alert %s: %s", kind, message)
+        self.webhooks.send(alert, payload(alert))
