@@ -113,6 +113,24 @@ class System:
         self.redis.close()
 
 
+@pytest.fixture
+def make_system(servers, tmp_path):
+    """Start a fresh system of its own (database and key prefix) for one test."""
+    started = []
+
+    def start(workers: int = 2, dispatchers: int = 1, **env) -> System:
+        system = System(servers.new_backend(), tmp_path / f"system-{len(started)}")
+        (tmp_path / f"system-{len(started)}").mkdir()
+        system.procs.env.update({k: str(v) for k, v in env.items()})
+        started.append(system)
+        system.start(workers=workers, dispatchers=dispatchers)
+        return system
+    start.started = started  # for the failure report below
+    yield start
+    for system in started:
+        system.stop()
+
+
 @pytest.fixture(scope="module")
 def system(servers, tmp_path_factory, request):
     system = System(servers.new_backend(), tmp_path_factory.mktemp("logs"))
@@ -142,7 +160,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("system", "own_system", "fault_system"):
-            system = item.funcargs.get(name)
-            if system is not None:
-                report.sections.append((f"{name} process logs", system.procs.dump_logs()))
+        systems = [item.funcargs.get(name) for name in ("system", "fault_system")]
+        systems += getattr(item.funcargs.get("make_system"), "started", [])
+        for system in filter(None, systems):
+            report.sections.append(("process logs", system.procs.dump_logs()))

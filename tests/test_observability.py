@@ -10,7 +10,6 @@ from api.app import create_app
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from tests.backends import BundledRedis
-from tests.conftest import System
 from tests.support import wait_until
 
 
@@ -23,13 +22,8 @@ def samples(metrics_text: str) -> dict:
 
 
 @pytest.fixture
-def own_system(servers, tmp_path):
-    system = System(servers.new_backend(), tmp_path)
-    try:
-        system.start(workers=2)
-        yield system
-    finally:
-        system.stop()
+def own_system(make_system):
+    return make_system(workers=2)
 
 
 @pytest.mark.slow

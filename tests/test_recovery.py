@@ -4,20 +4,14 @@ stopped with SIGTERM finishes the call it holds and records it."""
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import System
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def own_system(servers, tmp_path):
-    system = System(servers.new_backend(), tmp_path)
-    try:
-        system.start(workers=0)
-        yield system
-    finally:
-        system.stop()
+def own_system(make_system):
+    return make_system(workers=0)
 
 
 def rows_for(system, job_id):
