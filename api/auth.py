@@ -5,8 +5,8 @@ import hmac
 
 from flask import Flask, jsonify, request
 
-# Monitoring must work without the token.
-PUBLIC_PATHS = ("/health", "/metrics")
+# Monitoring and orchestrator probes must work without the token.
+PUBLIC_PATHS = ("/health", "/ready", "/metrics")
 
 
 def require_token(app: Flask, token: str) -> None:

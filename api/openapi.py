@@ -139,7 +139,7 @@ def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
 def document(token_required: bool = False) -> dict:
     paths: dict = {}
     for method, path, summary, body, responses, params, errors in OPERATIONS:
-        secured = token_required and path not in ("/health", "/metrics")
+        secured = token_required and path not in ("/health", "/ready", "/metrics")
         paths.setdefault(path, {})[method] = _operation(summary, body, responses, params,
                                                          errors, secured)
     doc = {

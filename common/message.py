@@ -148,3 +148,17 @@ class FireMessage:
         d = json.loads(self.raw)
         spec_json = json.dumps(d["spec"], separators=(",", ":"))
         return self.encode(spec_json, self.fire_ms, self.attempt + 1)
+
+
+def waiting_since(raw: bytes) -> int | None:
+    """When a message at the head of the ready list started waiting, if it
+    says so: a first, non-redelivered attempt waits since its fire time.
+    Retries, redeliveries and skip records carry an older fire time and would
+    look like a backlog, so they say nothing."""
+    try:
+        d = json.loads(raw)
+        if d.get("a") == 1 and not d.get("r") and "skip" not in d:
+            return int(d["t"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None

@@ -73,21 +73,18 @@ class MetricsRecorder:
             self._floats[field(name, {}, "sum")] += value
 
     def flush(self, client, key: str) -> None:
-        """Add everything recorded so far to the totals; kept on failure."""
+        """Add everything recorded so far to the totals, in one transaction.
+        On a failure the increments are dropped, not re-sent: after a timeout
+        they may have been applied, and counting twice is worse than a gap
+        while Redis is unreachable."""
         with self._lock:
             ints, floats = self._ints, self._floats
             self._ints, self._floats = Counter(), Counter()
         if not ints and not floats:
             return
-        try:
-            pipe = client.pipeline(transaction=False)
-            for f, n in ints.items():
-                pipe.hincrby(key, f, n)
-            for f, x in floats.items():
-                pipe.hincrbyfloat(key, f, x)
-            pipe.execute()
-        except Exception:
-            with self._lock:  # try again with the next flush
-                self._ints.update(ints)
-                self._floats.update(floats)
-            raise
+        pipe = client.pipeline(transaction=True)
+        for f, n in ints.items():
+            pipe.hincrby(key, f, n)
+        for f, x in floats.items():
+            pipe.hincrbyfloat(key, f, x)
+        pipe.execute()

@@ -33,6 +33,7 @@ class RedisStore:
         self._hand_back = client.register_script(_load("hand_back"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
         self._acquire_running = client.register_script(_load("acquire_running"))
+        self._streaks = client.register_script(_load("streaks"))
         self._release_running = client.register_script(_load("release_running"))
 
     # -- API side ---------------------------------------------------------
@@ -131,3 +132,11 @@ class RedisStore:
 
     def release_running(self, job_id: str, execution_id: str) -> None:
         self._release_running(keys=[self.keys.running(job_id)], args=[execution_id])
+
+    def apply_streaks(self, events: list[tuple[str, str]]) -> list[int]:
+        """Events (job id, "F" or "S") in order; see common/lua/streaks.lua."""
+        args = [x for event in events for x in event]
+        return self._streaks(keys=[self.keys.fail_streaks], args=args)
+
+    def reset_streak(self, job_id: str) -> None:
+        self.client.hdel(self.keys.fail_streaks, job_id)

@@ -23,4 +23,5 @@ def verify(secret: str, body: bytes, header: str, now: int, tolerance_s: int = 3
         return False
     if abs(now - timestamp) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, body, timestamp), header)
+    return hmac.compare_digest(sign(secret, body, timestamp).encode(),
+                               header.encode("utf-8", "replace"))

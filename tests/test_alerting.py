@@ -22,12 +22,14 @@ def test_webhook_is_signed_and_verifiable_by_the_receiver(system, target):
     hook = wait_until(lambda: target.received("/hook/signed"), 15, message="a webhook")[0]
     assert verify(WEBHOOK_SECRET, hook.body, hook.headers[HEADER], int(time.time()))
     assert not verify("another secret", hook.body, hook.headers[HEADER], int(time.time()))
-    tampered = hook.body.replace(b"signed", b"forged")
+    tampered = hook.body.replace(b'"FAILED"', b'"SUCCESS"')
+    assert tampered != hook.body
     assert not verify(WEBHOOK_SECRET, tampered, hook.headers[HEADER], int(time.time()))
     body = hook.json()
     assert body["event"] == "execution_failed" and body["jobId"] == job["jobId"]
     assert body["text"].startswith("[jobsched] execution_failed")  # Slack-compatible
     assert body["history"] == f"/jobs/{job['jobId']}/executions"
+    assert "/status/500/signed" not in hook.body.decode()  # target paths are not sent on
     wait_until(lambda: alerts(system, job["jobId"], delivery="delivered"), 10,
                message="delivery recorded")
 

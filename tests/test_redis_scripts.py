@@ -181,3 +181,11 @@ def test_enqueue_once_refuses_a_repeated_token(store):
     assert store.enqueue_once("x:4", "m", 60_000)
     assert not store.enqueue_once("x:4", "m", 60_000)
     assert store.client.lrange(store.keys.ready, 0, -1) == [b"m"]
+
+
+def test_streaks_apply_in_order_and_report_what_ended(store):
+    assert store.apply_streaks([("j", "F"), ("j", "F")]) == [1, 2]
+    # A success then a new failure in one batch: the failure is not erased.
+    assert store.apply_streaks([("j", "S"), ("j", "F")]) == [2, 1]
+    assert store.apply_streaks([("j", "S"), ("k", "S")]) == [1, 0]
+    assert store.client.hlen(store.keys.fail_streaks) == 0

@@ -43,3 +43,13 @@ def test_success_and_skips_are_neither_final_nor_retried():
 def test_a_deferred_retry_comes_back_later_as_the_same_attempt():
     r = decide(outcome(DEFERRED, attempt=2), SETTINGS)
     assert (r.final, r.retry_at_ms) == (False, 10_100 + DEFER_MS)
+
+
+def test_a_backlog_is_read_only_from_first_attempts():
+    from common.message import waiting_since
+    spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
+                   url="http://127.0.0.1:1/").to_json()
+    assert waiting_since(FireMessage.encode(spec, 5000).encode()) == 5000
+    assert waiting_since(FireMessage.encode(spec, 5000, attempt=2).encode()) is None
+    assert waiting_since(FireMessage.encode(spec, 5000, redeliveries=1).encode()) is None
+    assert waiting_since(FireMessage.encode_skip(spec, 5000, 9000, 5, "misfire").encode()) is None

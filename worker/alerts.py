@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from common.logs import target_for_log
 from common.metrics import MetricsRecorder
 from common.models import Alert
 from common.signing import HEADER, sign
@@ -47,7 +48,8 @@ def failure_alert(outcome: Outcome, webhook_url: str | None) -> dict:
     msg = outcome.message
     return alert_row(
         "execution_failed", msg.spec.id, msg.execution_id,
-        f"{msg.spec.method} {msg.spec.url} failed for good after attempt {msg.attempt}: "
+        f"{msg.spec.method} {target_for_log(msg.spec.url)} failed for good after attempt "
+        f"{msg.attempt}: "
         f"{outcome.error}", outcome.finished_ms, webhook_url)
 
 
@@ -62,7 +64,7 @@ def payload(alert: dict, outcome: Outcome | None = None) -> dict:
         msg = outcome.message
         body.update({"attempt": msg.attempt, "scheduledAt": iso_ms(msg.fire_ms),
                      "status": outcome.status, "httpStatus": outcome.http_status,
-                     "error": outcome.error, "target": msg.spec.url})
+                     "error": outcome.error, "target": target_for_log(msg.spec.url)})
     return body
 
 
@@ -85,6 +87,15 @@ class WebhookSender:
         if alert["webhook_url"]:
             self._pool.submit(self._deliver, alert["ref"], alert["webhook_url"], body)
 
+    def run(self, fn, *args) -> None:
+        """Run other alert work (a system alert's row) on these threads."""
+        def logged():
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("alert work failed")
+        self._pool.submit(logged)
+
     def _deliver(self, ref: str, url: str, body: dict) -> None:
         raw = json.dumps(body, separators=(",", ":")).encode()
         error = None
@@ -105,10 +116,11 @@ class WebhookSender:
                 error = type(e).__name__
             if attempt < self._attempts and self._stopping.wait(
                     self._backoff_s * 2 ** (attempt - 1)):
-                break  # shutting down: the row stays "pending", visibly
+                # Shutting down: the row stays "pending", visibly.
+                self._record(ref, "pending", attempt, error)
+                return
         log.warning("alert %s: webhook delivery failed for good: %s", ref, error)
-        self._record(ref, "failed" if not self._stopping.is_set() else "pending", attempt,
-                     error)
+        self._record(ref, "failed", attempt, error)
         self._metrics.inc("jobsched_alert_webhooks", outcome="failed")
 
     def _record(self, ref: str, status: str, attempts: int, error: str | None) -> None:
@@ -121,4 +133,5 @@ class WebhookSender:
 
     def close(self) -> None:
         self._stopping.set()
-        self._pool.shutdown(wait=True)
+        # Deliveries not started stay "pending" on their rows.
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -131,12 +131,17 @@ class ResultWriter(threading.Thread):
                 continue
             self._ack(recorded)
             self.on_done(messages)
+            self._report(recorded, alerts)
+
+    def _report(self, recorded: list[Recorded], alerts: list[tuple[dict, Outcome]]) -> None:
+        """After the batch is recorded and acknowledged: logs, alerts, metrics,
+        streaks. One failing step must not skip the others."""
+        for step, args in ((self._notify, (recorded, alerts)), (self._measure, (recorded,)),
+                           (self._follow_streaks, (recorded,))):
             try:
-                self._notify(recorded, alerts)
-                self._measure(recorded)
-                self._follow_streaks(recorded)
+                step(*args)
             except Exception:
-                log.exception("could not log, alert or measure a recorded batch")
+                log.exception("reporting a recorded batch failed in %s", step.__name__)
 
     def webhook_for(self, spec) -> str | None:
         return spec.alert_webhook or self.settings.alert_webhook
@@ -219,8 +224,11 @@ class ResultWriter(threading.Thread):
                 if not msg.skip:  # misfire skips are counted by the dispatcher
                     m.inc("jobsched_skipped_fires", reason="overlap")
                 continue
-            m.observe("jobsched_lateness_seconds",
-                      max(0, outcome.started_ms - msg.fire_ms) / 1000)
+            if msg.attempt == 1 and not msg.redeliveries:
+                # Later attempts start late on purpose (backoff), redeliveries
+                # after a crash: lateness measures the scheduler, not those.
+                m.observe("jobsched_lateness_seconds",
+                          max(0, outcome.started_ms - msg.fire_ms) / 1000)
             m.observe("jobsched_call_duration_seconds",
                       (outcome.finished_ms - outcome.started_ms) / 1000)
         try:

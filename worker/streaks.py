@@ -20,34 +20,29 @@ log = logging.getLogger(__name__)
 
 
 def follow(store: RedisStore, engine: Engine, batch: list, webhook_for, now: int) -> list[dict]:
-    """Update the streaks with a recorded batch; returns the alerts to raise."""
-    finals = [r.outcome for r in batch if r.final]
-    successes = [r.outcome for r in batch if r.outcome.status == SUCCESS]
-    if not finals and not successes:
+    """Update the streaks with a recorded batch (atomically, in order);
+    returns the alerts to raise."""
+    events = [(r.outcome, "F") for r in batch if r.final]
+    events += [(r.outcome, "S") for r in batch if r.outcome.status == SUCCESS]
+    events.sort(key=lambda e: e[0].finished_ms)
+    if not events:
         return []
-    key = store.keys.fail_streaks
-    pipe = store.client.pipeline(transaction=False)
-    for outcome in finals:
-        pipe.hincrby(key, outcome.message.spec.id, 1)
-    for outcome in successes:
-        pipe.hget(key, outcome.message.spec.id)
-        pipe.hdel(key, outcome.message.spec.id)
-    results = pipe.execute()
+    values = store.apply_streaks([(o.message.spec.id, kind) for o, kind in events])
     alerts = []
-    for outcome, streak in zip(finals, results[:len(finals)]):
-        spec = outcome.message.spec
-        if spec.auto_disable_after and streak == spec.auto_disable_after:
+    for (outcome, kind), value in zip(events, values):
+        spec, msg = outcome.message.spec, outcome.message
+        if kind == "F" and spec.auto_disable_after and value >= spec.auto_disable_after:
+            # >=: a streak that passed N (a failed disable, say) still disables;
+            # disable_job is a no-op for a job already disabled.
             if disable_job(engine, store, spec.id, now):
                 alerts.append(alert_row(
-                    "auto_disabled", spec.id, outcome.message.execution_id,
-                    f"job disabled after {streak} fires in a row failed for good",
-                    now, webhook_for(spec)))
-    for outcome, before in zip(successes, results[len(finals)::2]):
-        if before and int(before) > 0:
-            spec = outcome.message.spec
+                    "auto_disabled", spec.id, msg.execution_id,
+                    f"job disabled after {value} fires in a row failed for good", now,
+                    webhook_for(spec)))
+        elif kind == "S" and value > 0:
             alerts.append(alert_row(
-                "recovered", spec.id, outcome.message.execution_id,
-                f"succeeded again after {int(before)} fire(s) failed for good", now,
+                "recovered", spec.id, msg.execution_id,
+                f"succeeded again after {value} fire(s) failed for good", now,
                 webhook_for(spec)))
     return alerts
 
@@ -64,5 +59,6 @@ def disable_job(engine: Engine, store: RedisStore, job_id: str, now: int) -> boo
         job.next_run_ms = None
         spec_json, version = JobSpec.from_job(job).to_json(), job.version
     store.upsert_job(job_id, spec_json, None, version)
+    store.reset_streak(job_id)  # re-enabled later, it starts afresh
     log.warning("job %s disabled automatically after repeated failures", job_id)
     return True

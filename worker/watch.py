@@ -5,12 +5,12 @@ per JOBSCHED_SYSTEM_ALERT_REPEAT_MS across all workers (SET NX in Redis), and
 goes to the global JOBSCHED_ALERT_WEBHOOK."""
 from __future__ import annotations
 
-import json
 import logging
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
+from common.message import waiting_since
 from common.models import Alert
 from common.redisstore import RedisStore
 from common.settings import Settings
@@ -44,23 +44,30 @@ class SystemWatch:
             if gone_ms >= LEADERLESS_LEASES * self.settings.leader_lease_ms:
                 self._raise("no_leader", f"no dispatcher has held the lease for "
                                          f"{gone_ms // 1000} s: nothing is being scheduled", now)
-        if head:
-            try:
-                age = now - int(json.loads(head)["t"])
-            except (ValueError, KeyError, TypeError):
-                age = 0
+        since = waiting_since(head) if head else None
+        if since is not None:
+            age = now - since
             if age > self.settings.ready_age_limit_ms:
                 self._raise("backlog", f"the oldest ready fire has waited {age} ms "
                                        f"(limit {self.settings.ready_age_limit_ms} ms): "
                                        "workers are not keeping up", now)
 
     def _raise(self, kind: str, message: str, now: int) -> None:
-        first = self.store.client.set(self.store.keys.system_alert(kind), now, nx=True,
-                                      px=self.settings.system_alert_repeat_ms)
-        if not first:
+        lock = self.store.keys.system_alert(kind)
+        if not self.store.client.set(lock, now, nx=True,
+                                     px=self.settings.system_alert_repeat_ms):
             return  # raised recently, by this worker or another
         alert = alert_row(kind, None, None, message, now, self.settings.alert_webhook)
-        with self.engine.begin() as conn:
-            conn.execute(insert(Alert), [alert])
-        log.warning("system alert %s: %s", kind, message)
+        # Written off the heartbeat thread: a slow database must not delay
+        # the heartbeat (its expiry would redeliver this worker's messages).
+        self.webhooks.run(self._record, alert, lock)
+
+    def _record(self, alert: dict, lock: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(Alert), [alert])
+        except Exception:
+            self.store.client.delete(lock)  # let a later check raise it again
+            raise
+        log.warning("system alert %s: %s", alert["kind"], alert["message"])
         self.webhooks.send(alert, payload(alert))

@@ -2,13 +2,13 @@
 queue state for /metrics and /stats, and the checks of deep health."""
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 
 from sqlalchemy import func, select, text
 
 from api.services import Services
+from common.message import waiting_since
 from common.metrics import parse_field
 from common.models import Job
 from common.timeutil import now_ms
@@ -31,12 +31,8 @@ def queue_state(services: Services) -> dict:
         pipe.exists(k.heartbeat(w))
     scheduled, ready, retry, head, leader, lease_ttl, since, *per_worker = pipe.execute()
     now = now_ms()
-    oldest_age = None
-    if head:
-        try:
-            oldest_age = max(0, now - int(json.loads(head)["t"]))
-        except (ValueError, KeyError, TypeError):
-            oldest_age = None
+    since = waiting_since(head) if head else None
+    oldest_age = None if since is None else max(0, now - since)
     return {
         "scheduled": scheduled, "ready": ready, "retry": retry,
         "inflight": sum(per_worker[0::2]), "oldestReadyAgeMs": oldest_age,
