@@ -13,13 +13,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from redis.exceptions import RedisError
+from sqlalchemy.engine import Engine
 
 from common.message import ATMOST_ONCE, CONCURRENCY_FORBID, FireMessage
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import iso_ms
-from sqlalchemy.engine import Engine
 from worker.alerts import WebhookSender
 from worker.heartbeat import Heartbeat
 from worker.http import Outcome, call, deferred, make_session, skipped
