@@ -10,7 +10,7 @@ run: $(VENV)/.installed
 
 # The whole suite: SQLite + bundled Redis, and MariaDB (127.0.0.1:3306) + Redis (127.0.0.1:6379).
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check api dispatcher worker common jobsched migrations tests
+	$(BIN)/ruff check api dispatcher worker common jobsched migrations tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
