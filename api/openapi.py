@@ -8,6 +8,8 @@ from functools import lru_cache
 from pydantic.json_schema import models_json_schema
 
 from api import schemas as s
+from api.routes.history import ALERT_KINDS, DELIVERY_STATES
+from api.routes.jobs import EXECUTION_STATUSES
 
 REF = "#/components/schemas/{model}"
 
@@ -26,8 +28,7 @@ LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10
                "page size")
 CURSOR = _param("cursor", "query", {"type": "string"}, "nextCursor of the previous page")
 JOB_ID = _param("jobId", "path", {"type": "string"})
-STATUS = _param("status", "query", {"type": "string",
-                                    "enum": ["SUCCESS", "FAILED", "SKIPPED"]})
+STATUS = _param("status", "query", {"type": "string", "enum": list(EXECUTION_STATUSES)})
 FINAL = _param("final", "query", {"type": "boolean"},
                "true: only last attempts that failed (the dead letter)")
 JOB_FILTER = _param("jobId", "query", {"type": "string"})
@@ -72,10 +73,8 @@ OPERATIONS = [
      (404, 409, 503)),
     ("get", "/alerts", "Alerts, newest first", None, {200: "AlertPage"},
      [LIMIT, CURSOR, JOB_FILTER, _param("acknowledged", "query", {"type": "boolean"}),
-      _param("kind", "query", {"type": "string", "enum": [
-          "execution_failed", "recovered", "auto_disabled", "backlog", "no_leader"]}),
-      _param("delivery", "query", {"type": "string",
-                                   "enum": ["none", "pending", "delivered", "failed"]})],
+      _param("kind", "query", {"type": "string", "enum": list(ALERT_KINDS)}),
+      _param("delivery", "query", {"type": "string", "enum": list(DELIVERY_STATES)})],
      (400, 503)),
     ("post", "/alerts/{alertId}/ack", "Acknowledge an alert", None, {200: "AlertOut"},
      [_param("alertId", "path", {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1})],

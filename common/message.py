@@ -145,9 +145,7 @@ class FireMessage:
 
     def next_attempt(self) -> str:
         """The message of this fire's next attempt (same execution id)."""
-        d = json.loads(self.raw)
-        spec_json = json.dumps(d["spec"], separators=(",", ":"))
-        return self.encode(spec_json, self.fire_ms, self.attempt + 1)
+        return self.encode(self.spec.to_json(), self.fire_ms, self.attempt + 1)
 
 
 def waiting_since(raw: bytes) -> int | None:

@@ -99,7 +99,9 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
             stored_version = json.loads(spec_json)["v"] if spec_json else 0
             if stored_version < job.version or on_schedule != job.enabled:
                 stale.append((job, on_schedule))
-        last_fires = _last_fires(sessions, [job.id for job, _ in stale]) if stale else {}
+        # Only jobs put back on the schedule resume from their last fire.
+        resumed = [job.id for job, on_schedule in stale if not on_schedule]
+        last_fires = _last_fires(sessions, resumed) if resumed else {}
         for job, on_schedule in stale:
             try:
                 repaired += _repair(store, job, on_schedule, last_fires.get(job.id), now)

@@ -43,7 +43,6 @@ class LostLease(Exception):
 class DispatchResult:
     fired: int = 0
     skipped: int = 0
-    skipped_measured: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def next_fire_after(timing: Timing, fired_ms: int, now: int, grace_ms: int) -> N
 
 
 def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
-         grace_ms: int) -> tuple[tuple[str, int, int], str | None, int]:
+         grace_ms: int) -> tuple[tuple[str, int, int | None], str | None, int]:
     """(reschedule entry, skip record or None, fires skipped) for one claim."""
     nxt = next_fire_after(_timing_of(spec_json), fired_ms, now, grace_ms)
     skipped, first, last = nxt.skipped, nxt.first_skipped, nxt.last_skipped
@@ -111,24 +110,25 @@ def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms:
         claimed = store.claim_due(leader, now, batch, grace_ms)
         if claimed is None:
             raise LostLease()
-        entries, records = [], []
+        entries, records, batch_skipped = [], [], 0
         for job_id, fired_ms, spec_json, queued in claimed:
             entry, record, skipped = plan(job_id, fired_ms, spec_json, queued, now, grace_ms)
             entries.append(entry)
             if record:
                 records.append(record)
-                result.skipped += skipped
+                batch_skipped += skipped
             if queued:
                 result.fired += 1
         if entries and store.reschedule(leader, entries, records) is None:
             raise LostLease()
+        result.skipped += batch_skipped
         if metrics and claimed:
-            _measure(metrics, claimed, now, result)
+            _measure(metrics, claimed, now, batch_skipped)
         if not claimed:
             return result
 
 
-def _measure(metrics: MetricsRecorder, claimed: list, now: int, result: DispatchResult) -> None:
+def _measure(metrics: MetricsRecorder, claimed: list, now: int, skipped: int) -> None:
     metrics.observe("jobsched_claim_batch_size", len(claimed))
     queued = 0
     for _, fired_ms, _, was_queued in claimed:
@@ -136,9 +136,7 @@ def _measure(metrics: MetricsRecorder, claimed: list, now: int, result: Dispatch
             queued += 1
             metrics.observe("jobsched_dispatch_lag_seconds", max(0, now - fired_ms) / 1000)
     metrics.inc("jobsched_fires_dispatched", queued)
-    metrics.inc("jobsched_skipped_fires", result.skipped - result.skipped_measured,
-                reason="misfire")
-    result.skipped_measured = result.skipped
+    metrics.inc("jobsched_skipped_fires", skipped, reason="misfire")
 
 
 def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int) -> int:

@@ -8,10 +8,11 @@ from sqlalchemy import select
 
 from api import pagination
 from api.services import Services
+from api.services.jobs import find_job
 from api.views import alert_view, execution_view
 from common.errors import Conflict, DependencyUnavailable, NotFound
 from common.message import FireMessage, JobSpec
-from common.models import Alert, Execution, Job
+from common.models import Alert, Execution
 from common.timeutil import iso_ms
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,7 @@ def job_executions(services: Services, job_id: str, limit: int, cursor: str | No
     if after:
         query = query.where(pagination.after(columns, after))
     with services.unit_of_work() as session:
-        if session.get(Job, job_id) is None:
-            raise NotFound(f"job {job_id} not found", field="jobId")
+        find_job(session, job_id)
         rows = session.scalars(query).all()
     page = rows[:limit]
     return {"executions": [execution_view(row) for row in page],
@@ -67,9 +67,7 @@ def replay_execution(services: Services, execution_id: str) -> dict:
         if not (last.status == "FAILED" and last.final):
             raise Conflict("only a fire that failed for good (its last attempt failed, "
                            "no retry pending) can be replayed", field="executionId")
-        job = session.get(Job, last.job_id)
-        if job is None:
-            raise NotFound(f"job {last.job_id} not found", field="jobId")
+        job = find_job(session, last.job_id)
         spec_json = JobSpec.from_job(job).to_json()
     attempt = last.attempt + 1
     message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt)

@@ -140,7 +140,7 @@ def _update(services: Services, job_id: str, change) -> dict:
     version, commit; then publish the new version to Redis."""
     now = now_ms()
     with services.unit_of_work() as session:
-        job = _locked(session, job_id)
+        job = find_job(session, job_id, lock=True)
         was_enabled, paused_since = job.enabled, job.updated_at_ms
         change(job, now)
         job.version += 1
@@ -153,7 +153,7 @@ def _update(services: Services, job_id: str, change) -> dict:
 
 def delete_job(services: Services, job_id: str) -> None:
     with services.unit_of_work() as session:
-        job = _locked(session, job_id)
+        job = find_job(session, job_id, lock=True)
         stored_id = job.id  # the database may match ids case-insensitively
         session.delete(job)
     try:
@@ -166,7 +166,7 @@ def delete_job(services: Services, job_id: str) -> None:
 def run_now(services: Services, job_id: str) -> dict:
     """Fire the job once, now, outside its schedule."""
     with services.unit_of_work() as session:
-        job = _get(session, job_id)
+        job = find_job(session, job_id)
         stored_id, spec_json = job.id, JobSpec.from_job(job).to_json()
     fire_ms = now_ms()
     try:
@@ -180,14 +180,14 @@ def run_now(services: Services, job_id: str) -> dict:
 
 def next_runs(services: Services, job_id: str, count: int) -> dict:
     with services.unit_of_work() as session:
-        job = _get(session, job_id)
+        job = find_job(session, job_id)
     fires = upcoming(timing_of(job), now_ms(), count)
     return {"jobId": job_id, "nextRuns": [iso_ms(f) for f in fires]}
 
 
 def get_job(services: Services, job_id: str) -> dict:
     with services.unit_of_work() as session:
-        job = _get(session, job_id)
+        job = find_job(session, job_id)
     return job_view(job, _live_next_runs(services, [job]).get(job.id))
 
 
@@ -232,15 +232,10 @@ def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now:
               f"(misfire={job.misfire}), the last at {iso_ms(missed.last)}"))
 
 
-def _get(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found", field="jobId")
-    return job
-
-
-def _locked(session: Session, job_id: str) -> Job:
-    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+def find_job(session: Session, job_id: str, lock: bool = False) -> Job:
+    """The job's row (locked for update with ``lock``), or a 404."""
+    query = select(Job).where(Job.id == job_id)
+    job = session.scalars(query.with_for_update() if lock else query).first()
     if job is None:
         raise NotFound(f"job {job_id} not found", field="jobId")
     return job
