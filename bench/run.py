@@ -28,6 +28,8 @@ import pymysql
 import redis
 import requests
 
+from targets import start_target
+
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -109,14 +111,11 @@ class Bench:
                     "JOBSCHED_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
                     "JOBSCHED_API_PORT": str(self.api_port), "JOBSCHED_API_PROCESSES": "1",
                     "JOBSCHED_LOG_LEVEL": "WARNING",
-                    "JOBSCHED_WORKER_THREADS": str(self.args.threads)}
+                    "JOBSCHED_WORKER_CONCURRENCY": str(self.args.concurrency)}
         cli = [sys.executable, "-m", "jobsched.cli"]
         subprocess.run(cli + ["migrate"], env=self.env, check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.arrivals = self.workdir / "arrivals.jsonl"
-        self.procs["target"] = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "target.py"), "--port",
-             str(self.target_port), "--out", str(self.arrivals)], stdout=subprocess.DEVNULL)
+        self.target_server = start_target(self.args.target, self.target_port, self.workdir)
         self.target = f"http://127.0.0.1:{self.target_port}/hook"
         wait_for(lambda: requests.post(self.target, timeout=1).ok, 10, "target")
         log = open(self.workdir / "processes.log", "ab")
@@ -139,6 +138,7 @@ class Bench:
         return n / (time.perf_counter() - started)
 
     def stop(self) -> None:
+        self.target_server.stop()
         for name, proc in self.procs.items():
             if name not in ("redis",) and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -185,18 +185,17 @@ def scenario(args, n: int) -> dict:
         time.sleep(args.drain)
     finally:
         bench.stop()
-    arrivals = [json.loads(line) for line in bench.arrivals.read_text().splitlines()]
     firsts: dict[str, int] = {}
     duplicated = 0
-    for a in arrivals:
-        scheduled = int(a["execution"].rsplit(":", 1)[1])
-        if not window_start <= scheduled < window_end or a["attempt"] != "1":
+    for arrived, execution, attempt in bench.target_server.arrivals():
+        scheduled = int(execution.rsplit(":", 1)[1])
+        if not window_start <= scheduled < window_end or attempt != "1":
             continue
-        if a["execution"] in firsts:
+        if execution in firsts:
             duplicated += 1
-            firsts[a["execution"]] = min(firsts[a["execution"]], a["arrived"] - scheduled)
+            firsts[execution] = min(firsts[execution], arrived - scheduled)
         else:
-            firsts[a["execution"]] = a["arrived"] - scheduled
+            firsts[execution] = arrived - scheduled
     expected = n * args.seconds
     executed = len(firsts)
     lateness = list(firsts.values())
@@ -204,8 +203,9 @@ def scenario(args, n: int) -> dict:
     worker_cpu = sum(cpu_after[k] - cpu_before[k] for k in cpu_after if k.startswith("worker"))
     shutil.rmtree(workdir, ignore_errors=True)
     return {
-        "jobs": n, "seconds": args.seconds, "workers": args.workers, "threads": args.threads,
-        "backend": args.backend, "targetCapacityRps": round(capacity),
+        "jobs": n, "seconds": args.seconds, "workers": args.workers, "concurrency": args.concurrency,
+        "backend": args.backend, "target": bench.target_server.name,
+        "targetCapacityRps": round(capacity),
         "jobCreationPerSec": round(creation_rate),
         "expected": expected, "executed": executed, "missed": expected - executed,
         "duplicated": duplicated, "executionsPerSec": round(executed / args.seconds, 1),
@@ -223,9 +223,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--backend", choices=["mysql", "sqlite"], default="mysql")
+    parser.add_argument("--target", choices=["auto", "nginx", "asyncio"], default="auto",
+                        help="auto: nginx when installed (apt-get install nginx-light)")
     args = parser.parse_args()
     results = [scenario(args, n) for n in args.jobs]
     header = (f"{'jobs':>6} {'expected':>9} {'executed':>9} {'missed':>7} {'dup':>5} "
@@ -238,7 +240,8 @@ def main() -> None:
               f"{r['duplicated']:>5} {r['executionsPerSec']:>8} {lat['p50']:>7} {lat['p90']:>7} "
               f"{lat['p99']:>7} {lat['max']:>7} {r['cpuSecondsPer1000']['dispatcher']:>11} "
               f"{r['cpuSecondsPer1000']['workers']:>10}")
-    print(f"target capacity: {results[0]['targetCapacityRps']} req/s; job creation: "
+    print(f"target: {results[0]['target']}, capacity {results[0]['targetCapacityRps']} req/s "
+          "(8 requests.Session threads); job creation: "
           + ", ".join(f"{r['jobs']} jobs at {r['jobCreationPerSec']}/s" for r in results))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -31,6 +31,7 @@ class RedisStore:
         self._requeue = client.register_script(_load("requeue_dead_worker"))
         self._promote = client.register_script(_load("promote_retries"))
         self._hand_back = client.register_script(_load("hand_back"))
+        self._pop_ready = client.register_script(_load("pop_ready"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
         self._acquire_running = client.register_script(_load("acquire_running"))
         self._streaks = client.register_script(_load("streaks"))
@@ -53,16 +54,17 @@ class RedisStore:
         return self._lease(keys=[self.keys.leader, self.keys.leader_since],
                            args=[candidate, lease_ms]) == 1
 
-    def claim_due(self, leader: str, now_ms: int, limit: int,
-                  grace_ms: int) -> list[tuple[str, int, bytes, bool]] | None:
+    def claim_due(self, leader: str, now_ms: int, limit: int, grace_ms: int,
+                  ahead_ms: int = 0) -> list[tuple[str, int, bytes, bool]] | None:
         """Claimed (job id, fire ms, spec json, queued); None without the lease.
 
+        Fires due up to ``ahead_ms`` after ``now_ms`` are claimed too.
         ``queued`` is False for a fire older than ``grace_ms`` of a job whose
         misfire policy is "skip": it was not put on the ready list.
         """
         k = self.keys
         flat = self._claim(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs],
-                           args=[leader, now_ms, limit, grace_ms])
+                           args=[leader, now_ms, limit, grace_ms, now_ms + ahead_ms])
         if flat == -1:
             return None
         return [(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2], flat[i + 3] == 1)
@@ -118,6 +120,11 @@ class RedisStore:
             keys=[k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader],
             args=[worker_id, ""],
         )
+
+    def pop_ready(self, worker_id: str, limit: int) -> list[bytes]:
+        """Move up to ``limit`` ready messages into this worker's in-flight list."""
+        return self._pop_ready(keys=[self.keys.ready, self.keys.inflight(worker_id)],
+                               args=[limit])
 
     def hand_back(self, worker_id: str, messages: list[bytes]) -> int:
         """Return still-in-flight messages of this worker to the ready list."""

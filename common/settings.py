@@ -70,7 +70,7 @@ class Settings:
     log_format: str = "text"      # or "json"
     # Worker
     worker_id: str = field(default_factory=_default_worker_id)
-    worker_threads: int = 32
+    worker_concurrency: int = 1_000     # messages in hand (waiting or calling) per worker
     worker_heartbeat_ttl_ms: int = 10_000
     result_batch_size: int = 500
     # Results held while the database is down; when full, the worker stops
@@ -91,6 +91,9 @@ class Settings:
     dispatcher_id: str = field(default_factory=_default_worker_id)
     leader_lease_ms: int = 5_000
     claim_batch_size: int = 1_000
+    # Fires are queued this long before they are due; workers hold each one
+    # and send it at its time.
+    dispatch_ahead_ms: int = 200
     misfire_grace_ms: int = 60_000
     reconcile_interval_ms: int = 30_000
     # Deep health fails when the oldest ready fire waited longer than this.
@@ -114,7 +117,8 @@ class Settings:
             log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
             log_format=(env.get("JOBSCHED_LOG_FORMAT") or base.log_format).lower(),
             worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
-            worker_threads=_int(env, "JOBSCHED_WORKER_THREADS", base.worker_threads, 1),
+            worker_concurrency=_int(env, "JOBSCHED_WORKER_CONCURRENCY",
+                                    base.worker_concurrency, 1),
             worker_heartbeat_ttl_ms=_int(
                 env, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS", base.worker_heartbeat_ttl_ms, 500
             ),
@@ -139,6 +143,7 @@ class Settings:
             dispatcher_id=env.get("JOBSCHED_DISPATCHER_ID") or base.dispatcher_id,
             leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
             claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),
+            dispatch_ahead_ms=_int(env, "JOBSCHED_DISPATCH_AHEAD_MS", base.dispatch_ahead_ms, 0),
             misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
             ready_age_limit_ms=_int(env, "JOBSCHED_READY_AGE_LIMIT_MS",
                                     base.ready_age_limit_ms, 1),

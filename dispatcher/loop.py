@@ -55,7 +55,7 @@ class Dispatcher:
             self._housekeeping(now)
             recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms)
             dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
-                         s.misfire_grace_ms, self.lease.hold, self.metrics)
+                         s.misfire_grace_ms, self.lease.hold, self.metrics, s.dispatch_ahead_ms)
             promote_retries(self.store, s.dispatcher_id, now, s.claim_batch_size)
         except LostLease:
             log.warning("lease lost during dispatch; standing by")
@@ -82,10 +82,14 @@ class Dispatcher:
         pipe = self.store.client.pipeline(transaction=False)
         pipe.zrange(k.schedule, 0, 0, withscores=True)
         pipe.zrange(k.retry, 0, 0, withscores=True)
-        heads = [head[0][1] for head in pipe.execute() if head]
+        schedule_head, retry_head = pipe.execute()
         wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
-        if heads:
-            wait = min(wait, (min(heads) - now) / 1000.0)
+        # Fires are claimed dispatch_ahead_ms early; retries when due.
+        if schedule_head:
+            due = schedule_head[0][1] - self.settings.dispatch_ahead_ms
+            wait = min(wait, (due - now) / 1000.0)
+        if retry_head:
+            wait = min(wait, (retry_head[0][1] - now) / 1000.0)
         return max(0.0, wait)
 
     def _wait(self, seconds: float) -> None:

@@ -96,8 +96,8 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
 
 def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms: int,
                  keep_lease: Callable[[], bool] = lambda: True,
-                 metrics: MetricsRecorder | None = None) -> DispatchResult:
-    """Claim every fire due at ``now`` in bounded batches and reschedule.
+                 metrics: MetricsRecorder | None = None, ahead_ms: int = 0) -> DispatchResult:
+    """Claim every fire due by ``now + ahead_ms`` in bounded batches and reschedule.
 
     Loops until nothing is due, so a job that is behind (within the misfire
     grace) catches up fire by fire. ``keep_lease`` renews the lease between
@@ -107,7 +107,7 @@ def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms:
     while True:
         if not keep_lease():
             raise LostLease()
-        claimed = store.claim_due(leader, now, batch, grace_ms)
+        claimed = store.claim_due(leader, now, batch, grace_ms, ahead_ms)
         if claimed is None:
             raise LostLease()
         entries, records, batch_skipped = [], [], 0

@@ -82,7 +82,7 @@ def _soon() -> str:
 def test_workers_raise_system_alerts_for_a_missing_leader_and_a_backlog(make_system, target):
     system = make_system(workers=1, dispatchers=0,  # nothing leads
                          JOBSCHED_ALERT_WEBHOOK=target.url("/hook/system"),
-                         JOBSCHED_READY_AGE_LIMIT_MS=1000, JOBSCHED_WORKER_THREADS=1)
+                         JOBSCHED_READY_AGE_LIMIT_MS=1000, JOBSCHED_WORKER_CONCURRENCY=1)
     no_leader = wait_until(lambda: system.api.get("/alerts?kind=no_leader").json()
                            ["alerts"], 20, message="a no_leader alert")
     assert no_leader[0]["jobId"] is None

@@ -43,7 +43,7 @@ def fault_system(mysql, tmp_path):
     url = base.database_url.replace(f"{db.hostname}:{db.port}", f"127.0.0.1:{proxy.port}")
     system = System(Backend("mysql", url, redis_server.url, base.prefix), tmp_path)
     # Small buffers, so that a database outage shows the workers' backpressure.
-    system.procs.env.update(JOBSCHED_RESULT_BUFFER="10", JOBSCHED_WORKER_THREADS="8",
+    system.procs.env.update(JOBSCHED_RESULT_BUFFER="10", JOBSCHED_WORKER_CONCURRENCY="8",
                             JOBSCHED_RESULT_BATCH_SIZE="10")
     system.proxy = proxy
     system.redis_server = redis_server

@@ -14,9 +14,10 @@ from worker.runner import POP_TIMEOUT_S, Worker
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     configure(settings.log_level, "worker", settings.log_format)
-    # The socket must outlive the blocking pop.
+    # The socket must outlive the blocking pop. Connections: the popper, the
+    # result writer, heartbeat, webhooks and the loop's Redis helper threads.
     client = connect(settings.redis_url, socket_timeout=POP_TIMEOUT_S + 10,
-                     max_connections=settings.worker_threads + 8)
+                     max_connections=32)
     store = RedisStore(client, Keys(settings.redis_prefix))
     engine = make_engine(settings.database_url)
     worker = Worker(settings, store, engine)

@@ -1,6 +1,10 @@
-"""Make one HTTP call for one fire message and describe what happened."""
+"""Make one HTTP call for one fire message and describe what happened.
+
+Fires go through the asyncio client (worker/client.py); ``make_session`` is
+the guarded requests session of the alert-webhook thread."""
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 
@@ -9,6 +13,7 @@ import requests
 from common.message import FireMessage
 from common.targets import DenyList
 from common.timeutil import iso_ms, now_ms
+from worker.client import Client, Request, build_request
 from worker.guard import guarded_adapter
 from worker.retry import parse_retry_after
 
@@ -19,7 +24,6 @@ SKIPPED = "SKIPPED"
 # another fire of its job running, under concurrency=forbid).
 DEFERRED = "DEFERRED"
 USER_AGENT = "jobsched/0.1"
-READ_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,32 +62,38 @@ def fire_headers(msg: FireMessage) -> dict[str, str]:
     return headers
 
 
-def call(session: requests.Session, msg: FireMessage, snippet_bytes: int) -> Outcome:
+def prepare(msg: FireMessage) -> Request:
+    spec = msg.spec
+    return build_request(spec.method, spec.url, fire_headers(msg), _encode(spec.body))
+
+
+async def call(client: Client, msg: FireMessage, request: Request, snippet_bytes: int,
+               at_ms: int | None = None) -> Outcome:
+    """Make the call, now or at ``at_ms`` (the request was prepared ahead)."""
     spec = msg.spec
     timeout_s = spec.timeout_ms / 1000.0
-    started = now_ms()
+    started = now_ms() if at_ms is None else max(at_ms, now_ms())
     try:
         # Redirects are not followed: a 3xx is reported, not chased to
         # wherever it points.
-        with session.request(spec.method, spec.url, data=_encode(spec.body),
-                             headers=fire_headers(msg), timeout=(timeout_s, timeout_s),
-                             allow_redirects=False, stream=True) as response:
-            content = _read_some(response, started + spec.timeout_ms)
-            code = response.status_code
-            retry_after = response.headers.get("Retry-After") if code in (429, 503) else None
-    except requests.Timeout:
-        return _failed(msg, started, f"timeout after {spec.timeout_ms} ms")
-    except requests.ConnectionError as e:
-        return _failed(msg, started, f"connection failed: {_root_cause(e)}")
-    except requests.RequestException as e:
-        return _failed(msg, started, f"request failed: {_root_cause(e)}")
+        if at_ms is None:
+            response = await client.request(request, timeout_s)
+        else:
+            response = await client.request_at(request, at_ms, timeout_s)
+        started = response.sent_ms
+    except TimeoutError:
+        return failed(msg, f"timeout after {spec.timeout_ms} ms", started)
+    except (OSError, ssl.SSLError) as e:   # ConnectionError, DNS, TLS
+        return failed(msg, f"connection failed: {_describe(e)}", started)
     except Exception as e:  # noqa: BLE001 - any failure of one call is that call's result
-        return _failed(msg, started, f"request failed: {type(e).__name__}: {e}")
+        return failed(msg, f"request failed: {_describe(e)}", started)
+    code = response.status
     ok = spec.succeeded(code)
     finished = now_ms()
+    retry_after = response.headers.get("retry-after") if code in (429, 503) else None
     return Outcome(msg, started, finished, SUCCESS if ok else FAILED, code,
                    None if ok else f"HTTP {code}",
-                   content[:snippet_bytes].decode("utf-8", "replace") or None,
+                   response.body[:snippet_bytes].decode("utf-8", "replace") or None,
                    parse_retry_after(retry_after, finished))
 
 
@@ -102,28 +112,11 @@ def _encode(body: str | None) -> bytes | None:
     return None if body is None else body.encode("utf-8")
 
 
-def _read_some(response: requests.Response, deadline_ms: int) -> bytes:
-    """Read at most READ_LIMIT bytes, and not past the call's deadline: the
-    read timeout applies to each chunk, so a target trickling its answer
-    could otherwise hold the call for ever."""
-    chunks, size = [], 0
-    for chunk in response.iter_content(8192):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= READ_LIMIT:
-            break
-        if now_ms() > deadline_ms:
-            raise requests.Timeout("the answer took longer than the timeout")
-    return b"".join(chunks)
+def failed(msg: FireMessage, error: str, started: int | None = None) -> Outcome:
+    finished = now_ms()
+    return Outcome(msg, finished if started is None else started, finished, FAILED, None,
+                   error[:1000], None)
 
 
-def _failed(msg: FireMessage, started: int, error: str) -> Outcome:
-    return Outcome(msg, started, now_ms(), FAILED, None, error[:1000], None)
-
-
-def _root_cause(error: BaseException) -> str:
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
-    if error.args and isinstance(error.args[-1], BaseException):
-        error = error.args[-1]
+def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__

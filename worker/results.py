@@ -6,7 +6,9 @@ failed attempt's retry is scheduled in the same Redis transaction that
 removes it from the in-flight list. While the
 database is down, results wait here (bounded queue: a full queue blocks the
 call threads, which stops the worker from taking new work) and the write is
-retried with backoff.
+retried with backoff. The queue itself is unbounded: the worker stops
+popping while ``backlog()`` is at JOBSCHED_RESULT_BUFFER (backpressure), so
+calls in progress never block on it.
 """
 from __future__ import annotations
 
@@ -88,11 +90,15 @@ class ResultWriter(threading.Thread):
         self.on_done = on_done
         self.metrics = metrics
         self.webhooks = webhooks
-        self.queue: queue.Queue[Outcome] = queue.Queue(maxsize=settings.result_buffer)
+        self.queue: queue.Queue[Outcome] = queue.Queue()
         self._stopping = threading.Event()
 
     def put(self, outcome: Outcome) -> None:
         self.queue.put(outcome)
+
+    def backlog(self) -> int:
+        """Results waiting to be written."""
+        return self.queue.qsize()
 
     def stop(self) -> None:
         """Write and acknowledge everything queued, then end the thread."""

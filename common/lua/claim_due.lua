@@ -1,4 +1,5 @@
--- Claim due jobs: for each job whose fire time has come, push one fire
+-- Claim due jobs: for each job whose fire time has come (or comes within the
+-- dispatch-ahead time: workers hold such fires until their time), push one fire
 -- message onto the ready list and park the job in `pending` until the
 -- dispatcher reschedules it. All in one atomic step, so a dispatcher that dies
 -- right after the claim loses nothing: the fire is already queued and the
@@ -7,14 +8,14 @@
 -- policy is "skip" (the dispatcher records it as skipped instead).
 -- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready  KEYS[5] jobs
 -- ARGV[1] leader id (fencing token)  ARGV[2] now (epoch ms)  ARGV[3] max jobs
--- ARGV[4] misfire grace (ms)
+-- ARGV[4] misfire grace (ms)  ARGV[5] claim fires due up to this (epoch ms)
 -- Returns -1 when the caller does not hold the lease, else a flat array
 -- {job id, fire ms, spec json, queued (1) or skipped (0), ...}.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
 local now, grace = tonumber(ARGV[2]), tonumber(ARGV[4])
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'WITHSCORES',
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[5], 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 local messages = {}

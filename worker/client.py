@@ -1,0 +1,298 @@
+"""A small asyncio HTTP/1.1 client: keep-alive connection pools, requests
+serialised ahead of time and written in one call, responses parsed by
+httptools (llhttp).
+
+Why not requests in threads: a worker spends most of its CPU making calls,
+and requests costs ~0.4 ms of CPU per call; here a call on a pooled
+connection is one ``write`` and one parse. That is what lets a worker send a
+second's worth of fires at the second itself.
+
+Only what a job needs: one request, no redirects followed, at most
+``READ_LIMIT`` bytes of the answer read, one deadline for connect + answer.
+Each new connection's peer address is checked against the deny list (SSRF)
+once connected, so the check covers the address DNS actually returned.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import certifi
+import httptools
+from requests.utils import requote_uri
+
+from common.targets import DenyList
+from common.timeutil import now_ms
+
+READ_LIMIT = 64 * 1024
+IDLE_PER_ORIGIN = 1024
+
+
+class DeniedAddress(ConnectionError):
+    pass
+
+
+class StaleConnection(ConnectionError):
+    """A reused connection closed before any byte of the answer came."""
+
+
+@dataclass(frozen=True)
+class Response:
+    sent_ms: int              # when the request was written (epoch ms)
+    status: int
+    headers: dict[str, str]   # lower-case names
+    body: bytes               # at most READ_LIMIT bytes
+
+
+@dataclass(frozen=True)
+class Request:
+    origin: tuple[str, str, int]   # scheme, host, port
+    data: bytes                    # the whole request, ready to write
+    head: bool                     # a HEAD request: the answer has no body
+
+
+def build_request(method: str, url: str, headers: dict[str, str],
+                  body: bytes | None) -> Request:
+    """Serialise a request once; ``headers`` override the defaults (not Host)."""
+    parts = urlsplit(requote_uri(url))
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host_header = parts.netloc.rpartition("@")[2]
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    fields = {"host": ("Host", host_header), "accept": ("Accept", "*/*")}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        fields["authorization"] = ("Authorization", "Basic " + base64.b64encode(
+            credentials.encode("latin-1")).decode())
+    for name, value in headers.items():
+        fields[name.lower()] = (name, value)
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        fields["content-length"] = ("Content-Length", str(len(body or b"")))
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{n}: {v}" for n, v in fields.values()]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    return Request((scheme, parts.hostname or "", port), data, method == "HEAD")
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection; answers one request at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.used = False        # has answered a request (so it may have gone stale)
+        self._reserved = False   # opened ahead and held for a fire's time
+        self._waiter: asyncio.Future | None = None
+        self._parser = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:   # nothing asked: a confused peer
+            self._close()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(ConnectionError(f"malformed HTTP answer: {e}"))
+            return
+        if self._size >= READ_LIMIT:
+            self._finish(reusable=False)   # enough read; the rest is not wanted
+
+    def eof_received(self):
+        if self._waiter is not None and self._headers_done:
+            self._finish(reusable=False)   # an answer delimited by the close
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        if self._waiter is None:
+            return
+        if not self._got_bytes and (self.used or self._reserved):
+            self._fail(StaleConnection("connection closed by the target"))
+        else:
+            self._fail(ConnectionError("connection closed before the answer"
+                                       + (f": {exc}" if exc else "")))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        if self._head and self._parser.get_status_code() >= 200:
+            self._finish(reusable=False)
+
+    def on_body(self, body: bytes) -> None:
+        if self._size < READ_LIMIT:
+            self._body.append(body)
+            self._size += len(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:  # an interim answer (103 Early Hints, ...): the real one follows
+            self._headers, self._body, self._size = {}, [], 0
+            self._headers_done = False
+            return
+        self._finish(reusable=self._parser.should_keep_alive())
+
+    # requests
+    def send(self, request: Request, timeout_s: float,
+             waiter: asyncio.Future | None = None) -> asyncio.Future:
+        """Write the request now; ``waiter`` (or the future returned) gets the answer."""
+        waiter = waiter or self.loop.create_future()
+        if self.closed:   # closed by the target while it waited for its turn
+            waiter.set_exception(StaleConnection("connection closed by the target"))
+            return waiter
+        self._waiter = waiter
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers, self._body, self._size = {}, [], 0
+        self._head, self._headers_done = request.head, False
+        self._got_bytes = False
+        self._timer = self.loop.call_later(timeout_s, self._timed_out)
+        self._sent_ms = now_ms()
+        self.transport.write(request.data)
+        return waiter
+
+    def _finish(self, reusable: bool) -> None:
+        if self._waiter is None:   # already answered (or failed)
+            return
+        self._timer.cancel()
+        waiter, self._waiter = self._waiter, None
+        if not waiter.done():
+            body = b"".join(self._body)[:READ_LIMIT]
+            waiter.set_result(Response(self._sent_ms, self._parser.get_status_code(),
+                                       self._headers, body))
+        self.used = True
+        if not reusable:
+            self._close()
+
+    def _fail(self, error: Exception) -> None:
+        if self._waiter is None:
+            return
+        self._timer.cancel()
+        waiter, self._waiter = self._waiter, None
+        if not waiter.done():
+            waiter.set_exception(error)
+        self._close()
+
+    def _timed_out(self) -> None:
+        self._fail(TimeoutError())
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        return not self.closed and self._waiter is None
+
+
+class Client:
+    """Connection pools per origin, shared by all calls of one worker."""
+
+    def __init__(self, deny: DenyList, loop: asyncio.AbstractEventLoop):
+        self.deny = deny
+        self.loop = loop
+        self._idle: dict[tuple, deque[_Connection]] = defaultdict(deque)
+        self._batches: dict[int, list] = {}   # fire ms -> requests to send then
+        self._tls = ssl.create_default_context(cafile=certifi.where())
+
+    async def request(self, request: Request, timeout_s: float) -> Response:
+        """The answer, or TimeoutError / ConnectionError / ssl.SSLError / OSError."""
+        origin = request.origin
+        connection = self._take(origin)
+        if connection is not None:
+            try:
+                response = await connection.send(request, timeout_s)
+                self._give_back(origin, connection)
+                return response
+            except StaleConnection:
+                pass   # the target closed it as we wrote: once more on a new one
+        connection = await self._connect(origin, self.loop.time() + timeout_s)
+        response = await connection.send(request, timeout_s)
+        self._give_back(origin, connection)
+        return response
+
+    async def request_at(self, request: Request, at_ms: int, timeout_s: float) -> Response:
+        """Like ``request``, sent at ``at_ms`` (epoch ms). A connection is
+        made ready now, and one timer writes every request due at the same
+        millisecond in a single pass: a second's burst of fires leaves
+        within a few milliseconds rather than one task step after another."""
+        origin = request.origin
+        connection = self._take(origin)
+        if connection is None:
+            try:
+                connection = await self._connect(origin, self.loop.time() + timeout_s)
+                connection._reserved = True
+            except (OSError, TimeoutError, ssl.SSLError):
+                pass   # met and reported by the call itself, at its time
+        if connection is not None and at_ms > now_ms():
+            waiter = self.loop.create_future()
+            self._batch(at_ms).append((connection, request, timeout_s, waiter))
+            try:
+                response = await waiter
+                self._give_back(origin, connection)
+                return response
+            except StaleConnection:
+                pass
+        elif connection is not None:
+            self._give_back(origin, connection)
+        delay_ms = at_ms - now_ms()
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        return await self.request(request, timeout_s)
+
+    def _batch(self, at_ms: int) -> list:
+        batch = self._batches.get(at_ms)
+        if batch is None:
+            batch = self._batches[at_ms] = []
+            self.loop.call_later(max(0.0, at_ms / 1000 - time.time()), self._send_batch, at_ms)
+        return batch
+
+    def _send_batch(self, at_ms: int) -> None:
+        for connection, request, timeout_s, waiter in self._batches.pop(at_ms):
+            connection.send(request, timeout_s, waiter)
+
+    def _take(self, origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.idle:
+                return connection
+        return None
+
+    def _give_back(self, origin, connection: _Connection) -> None:
+        idle = self._idle[origin]
+        if connection.idle and len(idle) < IDLE_PER_ORIGIN:
+            idle.append(connection)
+        elif connection.idle:
+            connection._close()
+
+    async def _connect(self, origin, deadline: float) -> _Connection:
+        scheme, host, port = origin
+        tls = self._tls if scheme == "https" else None
+        remaining = max(0.001, deadline - self.loop.time())
+        _, connection = await asyncio.wait_for(self.loop.create_connection(
+            lambda: _Connection(self.loop), host, port, ssl=tls,
+            server_hostname=host if tls else None), remaining)
+        address = connection.transport.get_extra_info("peername")[0]
+        if self.deny.denies(address):
+            connection._close()
+            raise DeniedAddress(f"target address {address} is denied (JOBSCHED_TARGET_DENY)")
+        return connection
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection._close()
+        self._idle.clear()
