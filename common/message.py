@@ -57,9 +57,11 @@ class JobSpec:
     auto_disable_after: int | None = None
 
     def to_json(self) -> str:
-        # The timing fields come first, in this order: the dispatcher reads
-        # them without decoding the rest (dispatcher/scheduling.py).
-        return json.dumps({
+        """Compact: fields holding their default are left out (Redis keeps
+        one spec per job: a million jobs, a third of the memory). The timing
+        fields come first, in this order: the dispatcher reads them without
+        decoding the rest (dispatcher/scheduling.py)."""
+        fields = {
             "v": self.version, "id": self.id, "schedule": self.schedule, "tz": self.timezone,
             "start": self.start_ms, "end": self.end_ms, "runAt": self.run_at_ms,
             "url": self.url, "method": self.method, "headers": self.headers,
@@ -69,7 +71,10 @@ class JobSpec:
             "misfire": self.misfire, "concurrency": self.concurrency,
             "success": [list(pair) for pair in self.success],
             "autoDisable": self.auto_disable_after,
-        }, separators=(",", ":"))
+        }
+        return json.dumps({name: value for name, value in fields.items()
+                           if name in _ALWAYS or value != _OMITTED.get(name, value)},
+                          separators=(",", ":"))
 
     @property
     def timing(self) -> Timing:
@@ -102,9 +107,10 @@ class JobSpec:
     def from_dict(cls, d: dict) -> "JobSpec":
         return cls(
             id=d["id"], version=d["v"], schedule=d["schedule"], timezone=d["tz"],
-            url=d["url"], method=d["method"], headers=d.get("headers") or {},
-            body=d.get("body"), content_type=d.get("contentType"), type=d["type"],
-            timeout_ms=d["timeoutMs"], alert_webhook=d.get("alertWebhook"),
+            url=d["url"], method=d.get("method", "POST"), headers=d.get("headers") or {},
+            body=d.get("body"), content_type=d.get("contentType"),
+            type=d.get("type", ATLEAST_ONCE), timeout_ms=d.get("timeoutMs", 10_000),
+            alert_webhook=d.get("alertWebhook"),
             max_retries=d.get("maxRetries", 3), retry_backoff_ms=d.get("backoffMs", 1000),
             misfire=d.get("misfire", MISFIRE_SKIP),
             concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
@@ -112,6 +118,14 @@ class JobSpec:
             success=tuple(tuple(p) for p in d.get("success") or DEFAULT_SUCCESS),
             auto_disable_after=d.get("autoDisable"),
         )
+
+
+# Left out of a spec's JSON when they hold these values (from_dict restores them).
+_ALWAYS = frozenset({"v", "id", "schedule", "tz", "url"})
+_OMITTED = {"start": None, "end": None, "runAt": None, "method": "POST", "headers": {},
+            "body": None, "contentType": None, "type": ATLEAST_ONCE, "timeoutMs": 10_000,
+            "alertWebhook": None, "maxRetries": 3, "backoffMs": 1000, "misfire": MISFIRE_SKIP,
+            "concurrency": CONCURRENCY_ALLOW, "success": [[200, 299]], "autoDisable": None}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ class Base(DeclarativeBase):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_created_id", "created_at_ms", "id"),)
+    __table_args__ = (Index("ix_jobs_created_id", "created_at_ms", "id"),
+                      # the reconciler's pass over recently written jobs
+                      Index("ix_jobs_updated_id", "updated_at_ms", "id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))

@@ -95,7 +95,8 @@ class Settings:
     # and send it at its time.
     dispatch_ahead_ms: int = 500
     misfire_grace_ms: int = 60_000
-    reconcile_interval_ms: int = 30_000
+    reconcile_interval_ms: int = 30_000          # jobs written since the last pass
+    reconcile_full_interval_ms: int = 3_600_000  # every job (and deleted ones pruned)
     # Deep health fails when the oldest ready fire waited longer than this.
     ready_age_limit_ms: int = 60_000
     system_alert_repeat_ms: int = 600_000
@@ -149,6 +150,9 @@ class Settings:
                                     base.ready_age_limit_ms, 1),
             system_alert_repeat_ms=_int(env, "JOBSCHED_SYSTEM_ALERT_REPEAT_MS",
                                         base.system_alert_repeat_ms, 1),
+            reconcile_full_interval_ms=_int(
+                env, "JOBSCHED_RECONCILE_FULL_INTERVAL_MS", base.reconcile_full_interval_ms, 100
+            ),
             reconcile_interval_ms=_int(
                 env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
             ),

@@ -39,7 +39,8 @@ class Dispatcher:
         self._next_init_check = 0
         self.metrics = MetricsRecorder()
         self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
-                                     lambda: self.lease.held)
+                                     lambda: self.lease.held,
+                                     settings.reconcile_full_interval_ms)
 
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""

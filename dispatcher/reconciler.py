@@ -1,7 +1,11 @@
 """Make Redis agree with the database, which is the source of truth.
 
-Runs when a dispatcher becomes leader, when the ``initialized`` marker is
-missing (Redis was flushed or restarted empty), and periodically. A job is
+A full pass runs when a dispatcher becomes leader, when the ``initialized``
+marker is missing (Redis was flushed or restarted empty), and every
+JOBSCHED_RECONCILE_FULL_INTERVAL_MS; in between, every
+JOBSCHED_RECONCILE_INTERVAL_MS, a pass looks only at jobs written since the
+last pass began (what an API write whose Redis half failed leaves behind),
+so a million idle jobs cost nothing between full passes. A job is
 (re)published when Redis lacks its spec or holds an older version, and put
 back on the schedule when it is enabled but neither scheduled nor pending.
 
@@ -15,13 +19,14 @@ the database (the last attempt of a fire failed and was not final).
 """
 from __future__ import annotations
 
-import json
 import logging
+import re
 import threading
+import time
 from typing import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy import exists, false, func, select
+from sqlalchemy import exists, false, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
 
@@ -35,6 +40,11 @@ log = logging.getLogger(__name__)
 
 PAGE = 1000
 RETRY_LOOKBACK_MS = 24 * 3600 * 1000
+# An incremental pass reaches back this far before the previous one began:
+# API hosts' clocks (they stamp updated_at_ms) may differ a little.
+CHANGED_SINCE_SLACK_MS = 60_000
+# JobSpec.to_json writes the version first.
+_VERSION = re.compile(rb'\{"v":(\d+),')
 
 
 def _last_fires(sessions: sessionmaker, job_ids: list[str]) -> dict[str, int]:
@@ -74,31 +84,51 @@ def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int)
     return len(retries)
 
 
+def _stored_version(spec_json: bytes | None) -> int:
+    match = _VERSION.match(spec_json) if spec_json else None
+    return int(match.group(1)) if match else 0
+
+
 def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
-              is_leader: Callable[[], bool] = lambda: True) -> int:
-    """Repair every difference; returns the number of jobs repaired."""
+              is_leader: Callable[[], bool] = lambda: True,
+              changed_since: int | None = None) -> int:
+    """Repair every difference (or only those of jobs written at or after
+    ``changed_since``); returns the number of jobs repaired."""
     repaired = 0
-    last_id = ""
     k = store.keys
+    # Keyset pages: by id over every job, by (updated_at_ms, id) over the
+    # recently written ones (an index each, so neither reads the whole table).
+    after_time, after_id = changed_since, ""
     while is_leader():
+        # Three columns per job; whole rows only for the few that differ.
+        query = select(Job.id, Job.version, Job.enabled, Job.updated_at_ms)
+        if changed_since is None:
+            query = query.where(Job.id > after_id).order_by(Job.id)
+        else:
+            query = query.where(Job.updated_at_ms >= after_time,
+                                or_(Job.updated_at_ms > after_time, Job.id > after_id)
+                                ).order_by(Job.updated_at_ms, Job.id)
         with sessions() as session:
-            jobs = session.scalars(select(Job).where(Job.id > last_id)
-                                   .order_by(Job.id).limit(PAGE)).all()
-        if not jobs:
+            page = session.execute(query.limit(PAGE)).all()
+        if not page:
             break
-        last_id = jobs[-1].id
-        ids = [job.id for job in jobs]
+        after_time, after_id = page[-1].updated_at_ms, page[-1].id
+        ids = [row.id for row in page]
         pipe = store.client.pipeline(transaction=False)
         pipe.hmget(k.jobs, ids)
         pipe.zmscore(k.schedule, ids)
         pipe.zmscore(k.pending, ids)
         specs, scheduled, pending = pipe.execute()
-        stale = []
-        for job, spec_json, in_schedule, in_pending in zip(jobs, specs, scheduled, pending):
+        differing = {}
+        for row, spec_json, in_schedule, in_pending in zip(page, specs, scheduled, pending):
             on_schedule = in_schedule is not None or in_pending is not None
-            stored_version = json.loads(spec_json)["v"] if spec_json else 0
-            if stored_version < job.version or on_schedule != job.enabled:
-                stale.append((job, on_schedule))
+            if _stored_version(spec_json) < row.version or on_schedule != row.enabled:
+                differing[row.id] = on_schedule
+        stale = []
+        if differing:
+            with sessions() as session:
+                jobs = session.scalars(select(Job).where(Job.id.in_(differing))).all()
+            stale = [(job, differing[job.id]) for job in jobs]
         # Only jobs put back on the schedule resume from their last fire.
         resumed = [job.id for job, on_schedule in stale if not on_schedule]
         last_fires = _last_fires(sessions, resumed) if resumed else {}
@@ -109,7 +139,7 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
                 raise
             except Exception:  # one broken row must not stop the others
                 log.exception("job %s could not be reconciled", job.id)
-        if len(jobs) < PAGE:
+        if len(page) < PAGE:
             break
     store.client.set(k.initialized, now)
     if repaired:
@@ -162,25 +192,35 @@ class Reconciler(threading.Thread):
     RETRY_S = 2.0
 
     def __init__(self, store: RedisStore, sessions: sessionmaker, interval_ms: int,
-                 is_leader: Callable[[], bool]):
+                 is_leader: Callable[[], bool], full_interval_ms: int = 3_600_000):
         super().__init__(name="reconciler", daemon=True)
         self.store = store
         self.sessions = sessions
         self.interval_s = interval_ms / 1000.0
+        self.full_interval_s = full_interval_ms / 1000.0
         self.is_leader = is_leader
-        self.trigger = threading.Event()
+        self.trigger = threading.Event()   # set: a full pass, now
         self.stopping = threading.Event()
+        self._last_pass_began: int | None = None   # None: the next pass is full
+        self._next_full = 0.0
 
-    def run_once(self, now: int) -> bool:
+    def run_once(self, now: int, full: bool = True) -> bool:
         """One pass if this process leads; False when it could not finish."""
         if not self.is_leader():
+            self._last_pass_began = None   # a new leader starts with a full pass
             return True
         try:
             redis_was_lost = not self.store.client.exists(self.store.keys.initialized)
-            reconcile(self.store, self.sessions, now, self.is_leader)
-            prune_deleted(self.store, self.sessions)
+            full = (full or redis_was_lost or self._last_pass_began is None
+                    or time.monotonic() >= self._next_full)
+            since = None if full else self._last_pass_began - CHANGED_SINCE_SLACK_MS
+            reconcile(self.store, self.sessions, now, self.is_leader, since)
+            if full:
+                prune_deleted(self.store, self.sessions)
+                self._next_full = time.monotonic() + self.full_interval_s
             if redis_was_lost:
                 requeue_pending_retries(self.store, self.sessions, now)
+            self._last_pass_began = now
             return True
         except (SQLAlchemyError, RedisError) as e:
             log.warning("reconcile postponed: %s", type(e).__name__)
@@ -191,11 +231,11 @@ class Reconciler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.trigger.wait(self.interval_s)
+            full = self.trigger.wait(self.interval_s)
             self.trigger.clear()
             if self.stopping.is_set():
                 return
-            if not self.run_once(now_ms()):
+            if not self.run_once(now_ms(), full):
                 self.stopping.wait(self.RETRY_S)
                 self.trigger.set()
 

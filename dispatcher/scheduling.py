@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 # this many the record says "at least" rather than stall the dispatcher.
 MAX_COUNTED_SKIPS = 1_000
 # JobSpec.to_json writes the timing fields first, so they are read without
-# decoding (or caching) a spec whose body may be 64 KiB.
+# decoding (or caching) a spec whose body may be 64 KiB. start, end and runAt
+# are left out when null.
 _STRING = rb'("(?:[^"\\]|\\.)*")'
 _NUMBER = rb'(null|-?\d+)'
 _TIMING_FIELDS = re.compile(
     rb'\{"v":\d+,"id":"[^"]*","schedule":' + _STRING + rb',"tz":' + _STRING
-    + rb',"start":' + _NUMBER + rb',"end":' + _NUMBER + rb',"runAt":' + _NUMBER)
+    + rb'(?:,"start":' + _NUMBER + rb')?(?:,"end":' + _NUMBER + rb')?(?:,"runAt":' + _NUMBER
+    + rb')?[,}]')
 
 
 class LostLease(Exception):
@@ -63,7 +65,7 @@ def _timing_of(spec_json: bytes) -> Timing:
 
 @lru_cache(maxsize=50_000)
 def _decode_timing(groups: tuple[bytes, ...]) -> Timing:
-    schedule, tz, start, end, run_at = (json.loads(g) for g in groups)
+    schedule, tz, start, end, run_at = (None if g is None else json.loads(g) for g in groups)
     return Timing(schedule, tz, start, end, run_at)
 
 

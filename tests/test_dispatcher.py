@@ -16,16 +16,20 @@ T0 = (now_ms() // 60_000 + 1440) * 60_000
 
 
 def make_dispatcher(backend, store, sessions, name="d1", **overrides) -> Dispatcher:
+    # Fires are claimed exactly when due unless a test asks for dispatch-ahead.
+    overrides.setdefault("dispatch_ahead_ms", 0)
     settings = Settings(database_url=backend.database_url, redis_url=backend.redis_url,
                         redis_prefix=backend.prefix, dispatcher_id=name, **overrides)
     return Dispatcher(settings, store, sessions)
 
 
-def add_job(sessions, job_id, schedule="* * * * * *", enabled=True, type="ATLEAST_ONCE"):
+def add_job(sessions, job_id, schedule="* * * * * *", enabled=True, type="ATLEAST_ONCE",
+            updated_at_ms=T0):
     with sessions() as session, session.begin():
         session.add(Job(id=job_id, schedule=schedule, timezone="UTC", url="http://127.0.0.1:1/",
                         method="POST", headers={}, type=type, timeout_ms=1000,
-                        enabled=enabled, version=1, created_at_ms=T0, updated_at_ms=T0))
+                        enabled=enabled, version=1, created_at_ms=T0,
+                        updated_at_ms=updated_at_ms))
 
 
 def add_execution(sessions, job_id, fire_ms):
@@ -215,3 +219,48 @@ def test_jobs_deleted_from_the_database_are_pruned_from_redis(backend, store, se
     assert store.client.hexists(store.keys.jobs, "kept")
     assert not store.client.hexists(store.keys.jobs, "deleted")
     assert store.client.zscore(store.keys.schedule, "deleted") is None
+
+
+def test_between_full_passes_only_recently_written_jobs_are_reconciled(backend, store,
+                                                                       sessions):
+    add_job(sessions, "old", updated_at_ms=T0 - 600_000)
+    d = make_dispatcher(backend, store, sessions)
+    d.run_once(T0)
+    assert d.reconciler.run_once(T0)   # a new leader's pass is full
+    assert store.client.zscore(store.keys.schedule, "old") is not None
+    store.client.zrem(store.keys.schedule, "old")   # lost, long after its last write
+    add_job(sessions, "new", updated_at_ms=T0 + 10_000)   # its Redis write failed
+    assert d.reconciler.run_once(T0 + 30_000, full=False)
+    assert store.client.zscore(store.keys.schedule, "new") is not None
+    assert store.client.zscore(store.keys.schedule, "old") is None   # not looked at
+    assert d.reconciler.run_once(T0 + 60_000, full=True)
+    assert store.client.zscore(store.keys.schedule, "old") is not None
+
+
+def test_fires_are_claimed_ahead_by_the_dispatch_ahead_time(backend, store, sessions):
+    put(store, "a", T0 + 1000)
+    d = make_dispatcher(backend, store, sessions, dispatch_ahead_ms=300)
+    d.run_once(T0 + 600)
+    assert ready_messages(store) == []
+    d.run_once(T0 + 700)   # due within 300 ms: queued now, sent by a worker at T0 + 1000
+    assert [m.fire_ms for m in ready_messages(store)] == [T0 + 1000]
+    assert store.client.zscore(store.keys.schedule, "a") == T0 + 2000
+
+
+def test_specs_leave_defaults_out_and_read_back_whole():
+    import json
+    from dispatcher.scheduling import _timing_of
+    plain = JobSpec(id="j", version=1, schedule="0 0 0 1 1 *", timezone="UTC",
+                    url="http://h/", max_retries=0)
+    assert plain.to_json() == ('{"v":1,"id":"j","schedule":"0 0 0 1 1 *","tz":"UTC",'
+                               '"url":"http://h/","maxRetries":0}')
+    windowed = JobSpec(id="j", version=2, schedule="* * * * * *", timezone="Europe/Paris",
+                       url="http://h/", end_ms=T0, misfire="fire_once", headers={"A": "1"})
+    for spec in (plain, windowed):
+        raw = spec.to_json().encode()
+        assert JobSpec.from_dict(json.loads(raw)) == spec
+        assert _timing_of(raw) == spec.timing
+    # A spec written whole by an earlier version still reads.
+    old = (b'{"v":1,"id":"j","schedule":"* * * * * *","tz":"UTC","start":null,"end":7,'
+           b'"runAt":null,"url":"u","method":"POST","type":"ATLEAST_ONCE","timeoutMs":5}')
+    assert _timing_of(old) == Timing("* * * * * *", end_ms=7)
