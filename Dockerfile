@@ -1,4 +1,8 @@
+# The jobsched image: api (gunicorn), dispatcher, worker and migrate.
 FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml setup.cfg README.md ./
 COPY api api
@@ -7,6 +11,10 @@ COPY worker worker
 COPY common common
 COPY migrations migrations
 COPY jobsched jobsched
-RUN pip install --no-cache-dir .
-USER nobody
+COPY deploy deploy
+# The package only (no test extras, no compilers: every dependency has a wheel).
+RUN pip install . && useradd --system --no-create-home --uid 10001 jobsched
+USER jobsched
+EXPOSE 8000
 ENTRYPOINT ["jobsched"]
+CMD ["--help"]

@@ -97,6 +97,7 @@ class Settings:
     misfire_grace_ms: int = 60_000
     reconcile_interval_ms: int = 30_000          # jobs written since the last pass
     reconcile_full_interval_ms: int = 3_600_000  # every job (and deleted ones pruned)
+    retention_days: int = 30    # execution history kept; 0 keeps it for ever
     # Deep health fails when the oldest ready fire waited longer than this.
     ready_age_limit_ms: int = 60_000
     system_alert_repeat_ms: int = 600_000
@@ -150,6 +151,7 @@ class Settings:
                                     base.ready_age_limit_ms, 1),
             system_alert_repeat_ms=_int(env, "JOBSCHED_SYSTEM_ALERT_REPEAT_MS",
                                         base.system_alert_repeat_ms, 1),
+            retention_days=_int(env, "JOBSCHED_RETENTION_DAYS", base.retention_days, 0),
             reconcile_full_interval_ms=_int(
                 env, "JOBSCHED_RECONCILE_FULL_INTERVAL_MS", base.reconcile_full_interval_ms, 100
             ),

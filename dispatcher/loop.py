@@ -17,6 +17,7 @@ from common.timeutil import now_ms
 from dispatcher.leader import Lease
 from dispatcher.reaper import requeue_dead_workers
 from dispatcher.reconciler import Reconciler
+from dispatcher.retention import RetentionPurger
 from dispatcher.scheduling import LostLease, dispatch_due, promote_retries, recover_pending
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Dispatcher:
         self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
                                      lambda: self.lease.held,
                                      settings.reconcile_full_interval_ms)
+        self.purger = RetentionPurger(sessions, settings.retention_days,
+                                      lambda: self.lease.held)
 
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""
@@ -112,6 +115,8 @@ class Dispatcher:
         log.info("dispatcher %s ready (lease %d ms)", self.settings.dispatcher_id,
                  self.settings.leader_lease_ms)
         self.reconciler.start()
+        if self.settings.retention_days:
+            self.purger.start()
         while not self.stop_event.is_set():
             try:
                 self._wait(self.run_once(now_ms()))
@@ -119,6 +124,7 @@ class Dispatcher:
                 log.warning("Redis unavailable; retrying", exc_info=True)
                 self.stop_event.wait(1.0)
         self.reconciler.stop()
+        self.purger.stop()
         try:
             self.lease.release()
         except RedisError:

@@ -1,0 +1,239 @@
+"""docker-compose.yml without a Docker engine: its structure is checked, and
+each service's exact command runs here with the settings of .env.example,
+the service names ``mysql`` and ``redis`` mapped to this machine's MariaDB
+and Redis (127.0.0.1), and /app (the image's working directory) mapped to
+the repository. The api answers its healthcheck, a dispatcher takes the
+lease and the workers run a job."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pymysql
+import pytest
+import redis
+import yaml
+
+from tests.support import Api, Target, free_port, python_env, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+JOBSCHED = ("migrate", "api", "dispatcher", "worker")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's ${VAR} and ${VAR:-default}."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    return value
+
+
+def test_services_dependencies_and_healthchecks():
+    assert set(SERVICES) == {"mysql", "redis", "migrate", "api", "dispatcher", "worker",
+                             "demo-target"}
+    mysql, store = SERVICES["mysql"], SERVICES["redis"]
+    assert re.fullmatch(r"mysql:8(\.\d+)*", mysql["image"])
+    assert any(v.endswith(":/var/lib/mysql") for v in mysql["volumes"])
+    assert "mysqladmin" in mysql["healthcheck"]["test"]
+    assert re.fullmatch(r"redis:7(\.\d+)*", store["image"])
+    assert "--appendonly" in store["command"] and "yes" in store["command"]
+    assert any(v.endswith(":/data") for v in store["volumes"])
+    assert "ping" in store["healthcheck"]["test"]
+    assert SERVICES["migrate"]["command"] == ["migrate"]
+    assert SERVICES["migrate"]["restart"] == "no"
+    assert SERVICES["migrate"]["depends_on"]["mysql"]["condition"] == "service_healthy"
+    for name in ("api", "dispatcher", "worker"):
+        depends = SERVICES[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["mysql"]["condition"] == "service_healthy", name
+    api = SERVICES["api"]
+    assert any(p.endswith(":8000") for p in api["ports"])
+    assert "/health" in " ".join(api["healthcheck"]["test"])
+    assert "gunicorn.conf.py" in " ".join(api["command"])
+    assert SERVICES["dispatcher"]["deploy"]["replicas"] == 2
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker and "ports" not in worker   # --scale worker=N
+    assert worker["stop_grace_period"]
+    for name in JOBSCHED:
+        env = SERVICES[name]["environment"]
+        assert "@mysql:3306/" in env["JOBSCHED_DATABASE_URL"]
+        assert env["JOBSCHED_REDIS_URL"].startswith("redis://redis:6379")
+        assert SERVICES[name]["env_file"] == [{"path": ".env", "required": False}]
+
+
+def test_env_example_covers_every_setting_and_variable():
+    documented = set(re.findall(r"^#?\s*(\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    settings = set(re.findall(r'"(JOBSCHED_\w+)"', (ROOT / "common/settings.py").read_text()))
+    per_container = {"JOBSCHED_DATABASE_URL", "JOBSCHED_REDIS_URL", "JOBSCHED_API_HOST",
+                     "JOBSCHED_API_PORT", "JOBSCHED_WORKER_ID", "JOBSCHED_DISPATCHER_ID"}
+    assert settings - per_container - documented == set()
+    used = set(_VARIABLE.findall((ROOT / "docker-compose.yml").read_text()))
+    assert {name for name, _ in used} - documented == set()
+
+
+def test_dockerfile_is_slim_non_root_and_installs_the_package_only():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim$", dockerfile, re.M)
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    assert user and user[-1] not in ("root", "0")
+    installs = re.findall(r"pip install ([^&\n]+)", dockerfile)
+    assert installs and all(i.strip() == "." for i in installs)   # no -e, no [test]
+    assert "COPY deploy deploy" in dockerfile
+
+
+@pytest.fixture
+def compose_env():
+    """.env.example as a user would edit it: their own database and user on
+    this MariaDB, a key prefix of their own on this Redis."""
+    tag = uuid.uuid4().hex[:8]
+    env = {**env_example(), "MYSQL_DATABASE": f"jobsched_compose_{tag}",
+           "MYSQL_USER": f"jc_{tag}", "MYSQL_PASSWORD": f"pw-{tag}",
+           "JOBSCHED_REDIS_PREFIX": f"jobsched-compose-{tag}:"}
+    admin = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {env['MYSQL_DATABASE']}")
+        for host in ("localhost", "127.0.0.1"):
+            cur.execute(f"CREATE USER '{env['MYSQL_USER']}'@'{host}' "
+                        f"IDENTIFIED BY '{env['MYSQL_PASSWORD']}'")
+            cur.execute(f"GRANT ALL ON {env['MYSQL_DATABASE']}.* TO "
+                        f"'{env['MYSQL_USER']}'@'{host}'")
+    yield env
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {env['MYSQL_DATABASE']}")
+        for host in ("localhost", "127.0.0.1"):
+            cur.execute(f"DROP USER IF EXISTS '{env['MYSQL_USER']}'@'{host}'")
+    admin.close()
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    keys = list(client.scan_iter(match=env["JOBSCHED_REDIS_PREFIX"] + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def local(words: list[str], api_port: int) -> list[str]:
+    """A container's command as it runs here."""
+    out = []
+    for word in words:
+        word = word.replace("/app/", f"{ROOT}/").replace("127.0.0.1:8000",
+                                                         f"127.0.0.1:{api_port}")
+        out.append(word)
+    if (BIN / out[0]).exists():   # jobsched, gunicorn, python: the project's venv
+        out[0] = str(BIN / out[0])
+    return out
+
+
+def service_env(name: str, env: dict[str, str], api_port: int) -> dict[str, str]:
+    service = SERVICES[name]
+    variables = {k: v for k, v in env.items() if k.startswith("JOBSCHED_")}  # env_file
+    variables.update(interpolate(service["environment"], env))
+    for key, value in variables.items():   # service names -> this machine
+        variables[key] = value.replace("@mysql:", "@127.0.0.1:").replace(
+            "redis://redis:", "redis://127.0.0.1:")
+    if name == "api":
+        variables["JOBSCHED_API_PORT"] = str(api_port)   # the "ports" mapping
+    return python_env(**variables)
+
+
+def command_of(name: str) -> list[str]:
+    service = SERVICES[name]
+    entrypoint = service.get("entrypoint", ["jobsched"])   # the image's ENTRYPOINT
+    return entrypoint + service["command"]
+
+
+@pytest.mark.slow
+def test_each_service_runs_its_command_as_written(compose_env, tmp_path):
+    api_port = free_port()
+    logs, procs = [], []
+
+    def start(name: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{name}-{len(procs)}.log", "wb")
+        logs.append(log)
+        proc = subprocess.Popen(local(command_of(name), api_port), cwd=tmp_path,
+                                env=service_env(name, compose_env, api_port),
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    target = Target()
+    try:
+        migrate = subprocess.run(local(command_of("migrate"), api_port), cwd=tmp_path,
+                                 env=service_env("migrate", compose_env, api_port),
+                                 capture_output=True, timeout=120)
+        assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+        start("api")
+        dispatchers = [start("dispatcher") for _ in range(SERVICES["dispatcher"]["deploy"]
+                                                          ["replicas"])]
+        for _ in range(2):   # docker compose up --scale worker=2
+            start("worker")
+        for name in ("api", "mysql", "redis"):   # each healthcheck, as written
+            test = interpolate(SERVICES[name]["healthcheck"]["test"], compose_env)
+            assert test[0] == "CMD"
+            command = local(test[1:], api_port)
+            wait_until(lambda command=command: subprocess.run(
+                command, capture_output=True).returncode == 0,
+                timeout=60, message=f"{name} healthcheck")
+        api = Api(f"http://127.0.0.1:{api_port}")
+        api.http.headers["Authorization"] = f"Bearer {compose_env['JOBSCHED_API_TOKEN']}"
+        assert api.get("/jobs").status_code == 200
+        assert Api(api.base).get("/jobs").status_code == 401   # the token is required
+        leader_key = compose_env["JOBSCHED_REDIS_PREFIX"] + "leader"
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        ids = {f"{socket.gethostname()}-{p.pid}" for p in dispatchers}
+        wait_until(lambda: (client.get(leader_key) or b"").decode() in ids, timeout=30,
+                   message="a dispatcher holding the lease")
+        job = api.create(schedule="* * * * * *", api=target.url("/compose"))
+        wait_until(lambda: len(target.received("/compose")) >= 2, timeout=30,
+                   message="the workers calling the job")
+        wait_until(lambda: any(e["status"] == "SUCCESS" for e in api.get(
+            f"/jobs/{job['jobId']}/executions").json()["executions"]), timeout=30,
+            message="a recorded execution")
+        client.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(60) for proc in procs] == [0] * len(procs)
+    except BaseException:
+        for path in sorted(tmp_path.glob("*.log")):
+            print(f"----- {path.name} -----\n{path.read_text(errors='replace')[-3000:]}")
+        raise
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+        target.close()
+
+
+def test_no_command_needs_a_shell():
+    """Exec-form commands only: they run the same here and in a container."""
+    for name, service in SERVICES.items():
+        for key in ("command", "entrypoint"):
+            if key in service:
+                assert isinstance(service[key], list), (name, key)
+                assert shlex.join(service[key]).count("&&") == 0
+    assert os.path.exists(ROOT / "deploy" / "demo_target.py")
