@@ -8,8 +8,9 @@ from werkzeug.exceptions import HTTPException
 
 from flask_swagger_ui import get_swaggerui_blueprint
 
+from api import dashboard
 from api.auth import require_token
-from api.routes import history, jobs, system
+from api.routes import history, jobs, schedules, system
 from api.services import Services
 from common.db import make_engine, make_sessionmaker
 from common.errors import JobschedError
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if settings.api_token:
         require_token(app, settings.api_token)
-    for blueprint in (jobs.bp, history.bp, system.bp):
+    for blueprint in (jobs.bp, history.bp, schedules.bp, system.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(get_swaggerui_blueprint(
         "/docs", "/openapi.json", config={"app_name": "jobsched API"}))

@@ -43,6 +43,11 @@ OPERATIONS = [
     ("get", "/jobs", "List jobs, newest first", None, {200: "JobPage"},
      [LIMIT, CURSOR, _param("enabled", "query", {"type": "boolean"}),
       _param("name", "query", {"type": "string"}, "part of the name")], (400, 503)),
+    ("get", "/jobs:overview", "List jobs, newest first, each with its schedule in words, "
+     "its next 3 fires, its last status and its recent success rate", None,
+     {200: "JobOverviewPage"},
+     [LIMIT, CURSOR, _param("enabled", "query", {"type": "boolean"}),
+      _param("name", "query", {"type": "string"}, "part of the name")], (400, 503)),
     ("post", "/jobs:batch", "Create up to 1,000 jobs, all or nothing", "JobBatchIn",
      {201: "JobBatch"}, [], (400, 413, 415, 503)),
     ("get", "/jobs/{jobId}", "Get a job", None, {200: "JobOut"}, [JOB_ID], ERRORS_READ),
@@ -61,6 +66,15 @@ OPERATIONS = [
     ("get", "/jobs/{jobId}/next", "Preview the next fire times", None, {200: "NextRuns"},
      [JOB_ID, _param("count", "query", {"type": "integer", "minimum": 1, "maximum": 100})],
      ERRORS_READ),
+    ("get", "/schedules/preview", "A schedule in words and its next fires, before it is "
+     "saved", None, {200: "SchedulePreview"},
+     [_param("schedule", "query", {"type": "string"}, "cron, or @once with runAt",
+             required=True),
+      _param("timezone", "query", {"type": "string"}, "IANA time zone (default UTC)"),
+      *(_param(name, "query", {"type": "string"}, "ISO 8601, as in a job")
+        for name in ("startAt", "endAt", "runAt")),
+      _param("count", "query", {"type": "integer", "minimum": 1, "maximum": 100},
+             "how many fires (default 3)")], (400,)),
     ("get", "/jobs/{jobId}/executions", "A job's attempts, newest first (5 by default)",
      None, {200: "ExecutionPage"}, [JOB_ID, LIMIT, CURSOR, STATUS], ERRORS_READ),
     ("get", "/executions", "Attempts across jobs, newest first", None,
@@ -91,7 +105,8 @@ OPERATIONS = [
 ]
 
 MODELS = [(s.JobIn, "validation")] + [(m, "serialization") for m in (
-    s.JobOut, s.JobPage, s.JobBatch, s.NextRuns, s.ExecutionOut, s.ExecutionPage,
+    s.JobOut, s.JobPage, s.JobBatch, s.JobOverviewPage, s.SchedulePreview, s.NextRuns,
+    s.ExecutionOut, s.ExecutionPage,
     s.FireQueued, s.AlertOut, s.AlertPage, s.ErrorOut, s.HealthOut, s.StatsOut)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
 
 import pydantic
@@ -75,7 +75,39 @@ def status_ranges(items: list[int | str] | None) -> list[list[int]] | None:
     return ranges
 
 
-class JobIn(BaseModel):
+def check_schedule(v: str) -> str:
+    v = v.strip()
+    if v != ONCE:
+        cron.normalize(v)
+    return v
+
+
+def check_timezone(v: str) -> str:
+    cron.zone(v)
+    return v
+
+
+def check_instant(v: str | None) -> str | None:
+    if v is not None:
+        parse_instant(v)
+    return v
+
+
+class _TimingParsed:
+    """Parsed forms of the timing fields (startAt, endAt, runAt), for the
+    service layer. No annotations here: pydantic would take them for fields."""
+
+    def start_ms(self) -> int | None:
+        return None if self.startAt is None else parse_instant(self.startAt)
+
+    def end_ms(self) -> int | None:
+        return None if self.endAt is None else parse_instant(self.endAt)
+
+    def run_at_ms(self) -> int | None:
+        return None if self.runAt is None else parse_instant(self.runAt)
+
+
+class JobIn(_TimingParsed, BaseModel):
     """A job as a client writes it (POST /jobs, PUT /jobs/{jobId})."""
 
     model_config = ConfigDict(extra="forbid")
@@ -114,10 +146,7 @@ class JobIn(BaseModel):
     @pydantic.field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str) -> str:
-        v = v.strip()
-        if v != ONCE:
-            cron.normalize(v)
-        return v
+        return check_schedule(v)
 
     @pydantic.field_validator("api", "alertWebhook")
     @classmethod
@@ -127,8 +156,7 @@ class JobIn(BaseModel):
     @pydantic.field_validator("timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:
-        cron.zone(v)
-        return v
+        return check_timezone(v)
 
     @pydantic.field_validator("headers")
     @classmethod
@@ -170,22 +198,26 @@ class JobIn(BaseModel):
     @pydantic.field_validator("startAt", "endAt", "runAt")
     @classmethod
     def _instant(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_instant(v)
-        return v
-
-    # Parsed forms, for the service layer.
-    def start_ms(self) -> int | None:
-        return None if self.startAt is None else parse_instant(self.startAt)
-
-    def end_ms(self) -> int | None:
-        return None if self.endAt is None else parse_instant(self.endAt)
-
-    def run_at_ms(self) -> int | None:
-        return None if self.runAt is None else parse_instant(self.runAt)
+        return check_instant(v)
 
 
-def _check_combination(job: JobIn, prefix: str = "") -> None:
+class ScheduleIn(_TimingParsed, BaseModel):
+    """A job's timing alone, to preview it (GET /schedules/preview)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: StrictStr = Field(max_length=200, description="as in a job")
+    timezone: StrictStr = Field(default="UTC", max_length=64, description="IANA time zone")
+    startAt: StrictStr | None = None
+    endAt: StrictStr | None = None
+    runAt: StrictStr | None = None
+
+    _schedule = pydantic.field_validator("schedule")(check_schedule)
+    _timezone = pydantic.field_validator("timezone")(check_timezone)
+    _instant = pydantic.field_validator("startAt", "endAt", "runAt")(check_instant)
+
+
+def _check_combination(job: JobIn | ScheduleIn, prefix: str = "") -> None:
     """Rules that involve several fields, each error naming one of them."""
     if job.schedule == ONCE:
         if job.runAt is None:
@@ -214,6 +246,19 @@ def parse_job(payload: Any, prefix: str = "") -> JobIn:
         raise ValidationError(e.message, field=prefix + (e.field or "")) from None
     _check_combination(job, prefix)
     return job
+
+
+def parse_schedule(args: Mapping[str, str]) -> ScheduleIn:
+    """The timing fields of a query string (other parameters are not ours)."""
+    fields = {name: args[name] for name in ScheduleIn.model_fields if name in args}
+    try:
+        timing = ScheduleIn.model_validate(fields)
+    except pydantic.ValidationError as e:
+        raise _translate(e, "") from None
+    except ValidationError as e:  # raised as is by the cron and time zone helpers
+        raise ValidationError(e.message, field=e.field) from None
+    _check_combination(timing)
+    return timing
 
 
 def parse_batch(payload: Any) -> list[JobIn]:
@@ -276,6 +321,34 @@ class JobBatch(BaseModel):
     jobs: list[JobOut]
 
 
+class JobOverview(JobOut):
+    """A job with what a table of jobs shows beside it."""
+
+    scheduleDescription: str | None = Field(
+        description="the schedule in words; None when it has none")
+    nextRuns: list[str] = Field(description="the next fires (at most 3); none while the job "
+                                            "is disabled")
+    lastStatus: Literal["SUCCESS", "FAILED", "SKIPPED"] | None = Field(
+        description="status of the newest attempt")
+    lastRunAt: str | None = Field(description="when the newest attempt started")
+    successRate: float | None = Field(
+        ge=0, le=1, description="share of SUCCESS among the recent attempts that made a call "
+                                "(SKIPPED not counted); None without any")
+    recentAttempts: int = Field(ge=0, description="how many attempts successRate is over")
+
+
+class JobOverviewPage(BaseModel):
+    jobs: list[JobOverview]
+    nextCursor: str | None
+
+
+class SchedulePreview(BaseModel):
+    schedule: str
+    timezone: str
+    description: str | None = Field(description="the schedule in words; None when it has none")
+    nextRuns: list[str]
+
+
 class NextRuns(BaseModel):
     jobId: str
     nextRuns: list[str]
@@ -292,6 +365,8 @@ class ExecutionOut(BaseModel):
     status: Literal["SUCCESS", "FAILED", "SKIPPED"]
     httpStatus: int | None
     durationMs: int
+    latenessMs: int = Field(description="start of this attempt minus the fire's scheduled "
+                                        "time (a retry's includes its backoff)")
     error: str | None
     response: str | None
     final: bool
@@ -369,8 +444,31 @@ class JobCounts(BaseModel):
     enabled: int
 
 
+class Bucket(BaseModel):
+    leMs: float
+    count: int = Field(description="observations at most leMs (cumulative)")
+
+
+class HistogramOut(BaseModel):
+    """A histogram of /metrics, in milliseconds. Percentiles are estimated
+    from the buckets as Prometheus' histogram_quantile does."""
+
+    count: int
+    sumMs: float
+    p50Ms: float | None
+    p90Ms: float | None
+    p99Ms: float | None
+    buckets: list[Bucket]
+
+
+class LatencyStats(BaseModel):
+    lateness: HistogramOut
+    callDuration: HistogramOut
+
+
 class StatsOut(BaseModel):
     queue: QueueState
     jobs: JobCounts | None
     database: DependencyState | dict
     executions: dict[str, int]
+    latency: LatencyStats

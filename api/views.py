@@ -45,7 +45,7 @@ def execution_view(row: Execution) -> dict:
         "redelivered": row.redelivered, "scheduledAt": iso_ms(row.scheduled_at_ms),
         "startedAt": iso_ms(row.started_at_ms), "finishedAt": iso_ms(row.finished_at_ms),
         "status": row.status, "httpStatus": row.http_status, "durationMs": row.duration_ms,
-        "error": row.error, "response": row.response_snippet, "final": row.final,
+        "latenessMs": row.started_at_ms - row.scheduled_at_ms, "error": row.error, "response": row.response_snippet, "final": row.final,
     }
 
 

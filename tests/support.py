@@ -210,3 +210,19 @@ def python_env(**extra) -> dict:
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+# -- the API in process ---------------------------------------------------
+
+def make_client(backend, **settings):
+    """Flask's test client of the API on a test backend's database and Redis."""
+    from api.app import create_app
+    from common.settings import Settings
+    return create_app(Settings(database_url=backend.database_url, redis_url=backend.redis_url,
+                               redis_prefix=backend.prefix, **settings)).test_client()
+
+
+def create_job(client, job: dict) -> dict:
+    r = client.post("/jobs", json=job)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()

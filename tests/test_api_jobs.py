@@ -3,17 +3,11 @@ import threading
 
 import pytest
 
-from api.app import create_app
 from common.message import FireMessage
 from common.models import Alert
-from common.settings import Settings
+from tests.support import create_job, make_client
 
 VALID = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook"}
-
-
-def make_client(backend, **settings):
-    return create_app(Settings(database_url=backend.database_url, redis_url=backend.redis_url,
-                               redis_prefix=backend.prefix, **settings)).test_client()
 
 
 @pytest.fixture
@@ -22,9 +16,7 @@ def client(backend):
 
 
 def create(client, **fields):
-    r = client.post("/jobs", json={**VALID, **fields})
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
+    return create_job(client, {**VALID, **fields})
 
 
 def test_list_filters_and_pages_with_a_stable_cursor(client):
@@ -191,6 +183,15 @@ def test_token_is_required_when_configured_except_for_health(backend):
     assert client.get("/health").status_code == 200
     doc = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).get_json()
     assert doc["security"] == [{"bearer": []}]
+
+
+def test_two_tokens_are_accepted_while_rotating(backend):
+    client = make_client(backend, api_token="new-one, old-one")
+    for token in ("new-one", "old-one"):
+        assert client.get("/jobs", headers={"Authorization": f"Bearer {token}"}).status_code \
+            == 200
+    assert client.get("/jobs", headers={"Authorization": "Bearer new-one,"}).status_code == 401
+    assert client.get("/jobs", headers={"Authorization": "Bearer "}).status_code == 401
 
 
 def test_two_clients_writing_one_job_leave_database_and_redis_agreeing(backend, store):

@@ -10,7 +10,7 @@ from api.app import create_app
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from tests.backends import BundledRedis
-from tests.support import wait_until
+from tests.support import make_client, wait_until
 
 
 def samples(metrics_text: str) -> dict:
@@ -62,11 +62,6 @@ def test_metrics_count_a_known_workload_across_two_workers(own_system, target):
     deep = system.api.get("/health?deep=1")
     assert deep.status_code == 200, deep.json()
     assert system.api.get("/ready").status_code == 200
-
-
-def make_client(backend, **settings):
-    return create_app(Settings(database_url=backend.database_url, redis_url=backend.redis_url,
-                               redis_prefix=backend.prefix, **settings)).test_client()
 
 
 def test_deep_health_needs_a_leader_a_live_worker_and_a_moving_queue(backend, store):

@@ -1,11 +1,12 @@
-"""/jobs: create, read, list, replace, patch, delete, pause, resume, run, preview."""
+"""/jobs: create, read, list (also as an overview), replace, patch, delete, pause,
+resume, run, preview."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
 from api.routes import choice_arg, flag_arg, int_arg, json_body, services
 from api.schemas import parse_batch, parse_job
-from api.services import history, jobs
+from api.services import history, jobs, overview
 
 bp = Blueprint("jobs", __name__)
 
@@ -27,6 +28,13 @@ def create_jobs():
 def list_jobs():
     return jsonify(jobs.list_jobs(services(), int_arg("limit", 50), request.args.get("cursor"),
                                   flag_arg("enabled"), request.args.get("name")))
+
+
+@bp.get("/jobs:overview")
+def job_overview():
+    return jsonify(overview.job_overview(
+        services(), int_arg("limit", 50), request.args.get("cursor"), flag_arg("enabled"),
+        request.args.get("name")))
 
 
 @bp.get("/jobs/<job_id>")

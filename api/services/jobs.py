@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -193,6 +194,21 @@ def get_job(services: Services, job_id: str) -> dict:
 
 def list_jobs(services: Services, limit: int, cursor: str | None, enabled: bool | None,
               name: str | None) -> dict:
+    page = page_of_jobs(services, limit, cursor, enabled, name)
+    return {"jobs": [job_view(job, page.next_runs.get(job.id)) for job in page.jobs],
+            "nextCursor": page.next_cursor}
+
+
+@dataclass
+class JobsPage:
+    jobs: list[Job]
+    next_runs: dict[str, int | None]   # live, from the Redis schedule
+    next_cursor: str | None
+
+
+def page_of_jobs(services: Services, limit: int, cursor: str | None, enabled: bool | None,
+                 name: str | None) -> JobsPage:
+    """Jobs newest first, filtered by enabled and by part of the name."""
     after = pagination.decode(cursor, (int, str))
     query = select(Job).order_by(Job.created_at_ms.desc(), Job.id.desc()).limit(limit + 1)
     if enabled is not None:
@@ -205,10 +221,8 @@ def list_jobs(services: Services, limit: int, cursor: str | None, enabled: bool 
     with services.unit_of_work() as session:
         jobs = session.scalars(query).all()
     page, more = jobs[:limit], len(jobs) > limit
-    live = _live_next_runs(services, page)
-    return {"jobs": [job_view(job, live.get(job.id)) for job in page],
-            "nextCursor": pagination.encode([page[-1].created_at_ms, page[-1].id])
-            if more else None}
+    return JobsPage(page, _live_next_runs(services, page),
+                    pagination.encode([page[-1].created_at_ms, page[-1].id]) if more else None)
 
 
 def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now: int) -> None:

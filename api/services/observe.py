@@ -3,13 +3,15 @@ queue state for /metrics and /stats, and the checks of deep health."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
 from api.services import Services
+from common.errors import DependencyUnavailable
 from common.message import waiting_since
-from common.metrics import parse_field
+from common.metrics import HISTOGRAMS, parse_field
 from common.models import Job
 from common.timeutil import now_ms
 
@@ -29,17 +31,17 @@ def queue_state(services: Services) -> dict:
     for w in workers:
         pipe.llen(k.inflight(w))
         pipe.exists(k.heartbeat(w))
-    scheduled, ready, retry, head, leader, lease_ttl, since, *per_worker = pipe.execute()
+    scheduled, ready, retry, head, leader, lease_ttl, leader_since, *per_worker = pipe.execute()
     now = now_ms()
-    since = waiting_since(head) if head else None
-    oldest_age = None if since is None else max(0, now - since)
+    head_since = waiting_since(head) if head else None
+    oldest_age = None if head_since is None else max(0, now - head_since)
     return {
         "scheduled": scheduled, "ready": ready, "retry": retry,
         "inflight": sum(per_worker[0::2]), "oldestReadyAgeMs": oldest_age,
         "workersAlive": sum(per_worker[1::2]),
         "leader": leader.decode() if leader else None,
         "leaseRemainingMs": lease_ttl if leader and lease_ttl > 0 else None,
-        "leaseAgeMs": now - int(since) if leader and since else None,
+        "leaseAgeMs": now - int(leader_since) if leader and leader_since else None,
     }
 
 
@@ -51,6 +53,57 @@ def metric_totals(services: Services) -> dict:
         name, labels, part = parse_field(f.decode())
         totals[name][(tuple(sorted(labels.items())), part)] = float(value)
     return totals
+
+
+def stats(services: Services) -> dict:
+    """The /metrics picture as JSON, for people: queue state, job counts,
+    attempts by status, and the lateness and call duration histograms."""
+    try:
+        queue = queue_state(services)
+        totals = metric_totals(services)
+    except RedisError as e:
+        raise DependencyUnavailable("Redis unavailable") from e
+    executions: Counter[str] = Counter()
+    for (labels, _), value in totals.get("jobsched_executions", {}).items():
+        executions[dict(labels)["status"]] += int(value)
+    try:
+        jobs, database = job_counts(services), {"ok": True}
+    except DependencyUnavailable:
+        jobs, database = None, {"ok": False}
+    return {"queue": queue, "jobs": jobs, "database": database,
+            "executions": dict(executions),
+            "latency": {"lateness": histogram(totals, "jobsched_lateness_seconds"),
+                        "callDuration": histogram(totals, "jobsched_call_duration_seconds")}}
+
+
+def histogram(totals: dict, name: str) -> dict:
+    """One histogram of the totals in milliseconds: cumulative buckets and
+    estimated percentiles."""
+    series = {part: value for (_, part), value in totals.get(name, {}).items()}
+    cumulative, buckets = 0, []
+    for bound in HISTOGRAMS[name][1]:
+        cumulative += int(series.get(str(bound), 0))
+        buckets.append({"leMs": round(bound * 1000, 6), "count": cumulative})
+    count = cumulative + int(series.get("+Inf", 0))
+    return {"count": count, "sumMs": round(series.get("sum", 0.0) * 1000, 3),
+            **{f"p{q}Ms": quantile(q / 100, buckets, count) for q in (50, 90, 99)},
+            "buckets": buckets}
+
+
+def quantile(q: float, buckets: list[dict], count: int) -> float | None:
+    """Estimated as Prometheus' histogram_quantile does: linear within the
+    bucket holding the rank; past the last bound, that bound. The dashboard
+    applies the same rule to the difference of two readings."""
+    if not count:
+        return None
+    rank, lower, below = q * count, 0.0, 0
+    for bucket in buckets:
+        if bucket["count"] >= rank:
+            inside = bucket["count"] - below
+            share = (rank - below) / inside if inside else 1.0
+            return round(lower + (bucket["leMs"] - lower) * share, 3)
+        lower, below = bucket["leMs"], bucket["count"]
+    return buckets[-1]["leMs"] if buckets else None
 
 
 def job_counts(services: Services) -> dict:
