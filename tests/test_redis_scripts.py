@@ -189,3 +189,14 @@ def test_streaks_apply_in_order_and_report_what_ended(store):
     assert store.apply_streaks([("j", "S"), ("j", "F")]) == [2, 1]
     assert store.apply_streaks([("j", "S"), ("k", "S")]) == [1, 0]
     assert store.client.hlen(store.keys.fail_streaks) == 0
+
+
+def test_pop_moves_the_oldest_ready_messages_to_the_tail_of_in_flight(store):
+    k = store.keys
+    store.client.rpush(k.ready, "m1", "m2", "m3", "m4", "m5")
+    assert store.pop_ready("w", 2) == [b"m1", b"m2"]
+    assert store.pop_ready("w", 10) == [b"m3", b"m4", b"m5"]
+    assert store.pop_ready("w", 10) == []
+    # Oldest at the head: acknowledging (LREM from the head) finds it first.
+    assert store.client.lrange(k.inflight("w"), 0, -1) == [b"m1", b"m2", b"m3", b"m4", b"m5"]
+    assert store.client.llen(k.ready) == 0

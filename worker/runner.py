@@ -133,7 +133,7 @@ class Worker:
             raws = self.store.pop_ready(self.id, limit)
             if not raws:
                 raw = self.store.client.blmove(self.store.keys.ready, self.inflight,
-                                               POP_TIMEOUT_S, src="LEFT", dest="LEFT")
+                                               POP_TIMEOUT_S, src="LEFT", dest="RIGHT")
                 raws = [raw] if raw is not None else []
         except RedisError:
             log.warning("cannot pop from Redis; retrying", exc_info=True)
