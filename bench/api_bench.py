@@ -14,7 +14,6 @@ Redis schedule is checked afterwards.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -32,7 +31,7 @@ import requests
 from common.keys import Keys
 from common.settings import Settings
 from dispatcher_bench import PrivateRedis
-from run import free_port, wait_for
+from run import free_port, wait_for, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = {"schedule": "* * * * * *", "api": "http://127.0.0.1:9/hook", "maxRetries": 0}
@@ -144,12 +143,7 @@ def main() -> None:
                         help="default: JOBSCHED_API_PROCESSES' default")
     args = parser.parse_args()
     result = api_scenario(args.jobs, args.threads, args.backend, args.api_processes)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / time.strftime("api-%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"machine": {"cpus": os.cpu_count()}, "results": [result]},
-                               indent=2))
-    print(f"written to {path}")
+    write_results("api", [result])
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -56,7 +55,7 @@ from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.leader import Lease
 from dispatcher.scheduling import dispatch_due
-from run import cpu_seconds, free_port, redis_binary, wait_for
+from run import cpu_seconds, free_port, redis_binary, wait_for, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -397,12 +396,7 @@ def main() -> None:
             figure = (f"{r['cpuPerWallSecond']} CPU s/s (+{r['fullReconcileCpuPerWallSecond']}"
                       f" full reconcile), {r['redisMBPerMillionJobs']} MB/1M jobs")
         print(f"{name:<22} {r['jobs']:>9} {figure:<58} {r['target']}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / time.strftime("dispatcher-%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"machine": {"cpus": os.cpu_count()}, "results": results},
-                               indent=2))
-    print(f"written to {path}")
+    write_results("dispatcher", results)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ the window and the accounting are those of bench/run.py's ``scenario``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from run import cpu_seconds, free_port, percentile, wait_for
+from run import cpu_seconds, first_arrivals, free_port, percentile, wait_for, write_results
 from targets import start_target
 
 THREADS = 64
@@ -119,19 +117,8 @@ def apscheduler_scenario(args, n: int) -> dict:
             except subprocess.TimeoutExpired:
                 peer.kill()
         target_server.stop()
-    firsts: dict[str, int] = {}
-    duplicated = 0
-    for arrived, execution, attempt in target_server.arrivals():
-        if not execution.startswith("peer-"):
-            continue
-        scheduled = int(execution.rsplit(":", 1)[1])
-        if not window_start <= scheduled < window_end or attempt != "1":
-            continue
-        if execution in firsts:
-            duplicated += 1
-            firsts[execution] = min(firsts[execution], arrived - scheduled)
-        else:
-            firsts[execution] = arrived - scheduled
+    firsts, duplicated = first_arrivals(target_server.arrivals(), window_start, window_end,
+                                        prefix="peer-")
     shutil.rmtree(workdir, ignore_errors=True)
     expected = n * args.seconds
     executed = len(firsts)
@@ -172,12 +159,7 @@ def main() -> None:
               f"{r['duplicated']:>5} {r['executionsPerSec']:>8} {lat['p50']:>7} "
               f"{lat['p90']:>7} {lat['p99']:>7} {lat['max']:>7} "
               f"{r['cpuSecondsPer1000']['scheduler']:>7}")
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / time.strftime("apscheduler-%Y%m%d-%H%M%S.json")
-    path.write_text(json.dumps({"machine": {"cpus": os.cpu_count()}, "results": results},
-                               indent=2))
-    print(f"written to {path}")
+    write_results("apscheduler", results)
 
 
 if __name__ == "__main__":

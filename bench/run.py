@@ -196,6 +196,43 @@ class Bench:
             admin.close()
 
 
+def first_arrivals(arrivals, window_start: int, window_end: int,
+                   prefix: str = "") -> tuple[dict[str, int], int]:
+    """Lateness (ms) of each fire scheduled in [window_start, window_end),
+    from its earliest first-attempt arrival at the target, and how many
+    first attempts arrived again (duplicates). Only execution ids starting
+    with ``prefix`` count."""
+    firsts: dict[str, int] = {}
+    duplicated = 0
+    for arrived, execution, attempt in arrivals:
+        if not execution.startswith(prefix):
+            continue
+        scheduled = int(execution.rsplit(":", 1)[1])
+        if not window_start <= scheduled < window_end or attempt != "1":
+            continue
+        if execution in firsts:
+            duplicated += 1
+            firsts[execution] = min(firsts[execution], arrived - scheduled)
+        else:
+            firsts[execution] = arrived - scheduled
+    return firsts, duplicated
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "memoryGiB": round(
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+
+
+def write_results(kind: str, results: list[dict], **extra) -> Path:
+    """bench/results/<kind>-<time>.json: the machine, ``extra`` and the results."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / time.strftime(f"{kind}-%Y%m%d-%H%M%S.json")
+    path.write_text(json.dumps({"machine": machine(), **extra, "results": results}, indent=2))
+    print(f"written to {path}")
+    return path
+
+
 def percentile(values: list[int], p: float) -> float:
     if not values:
         return float("nan")
@@ -224,17 +261,8 @@ def scenario(args, n: int) -> dict:
         sent = bench.sent_lateness(window_start, window_end)
     finally:
         bench.stop()
-    firsts: dict[str, int] = {}
-    duplicated = 0
-    for arrived, execution, attempt in bench.target_server.arrivals():
-        scheduled = int(execution.rsplit(":", 1)[1])
-        if not window_start <= scheduled < window_end or attempt != "1":
-            continue
-        if execution in firsts:
-            duplicated += 1
-            firsts[execution] = min(firsts[execution], arrived - scheduled)
-        else:
-            firsts[execution] = arrived - scheduled
+    firsts, duplicated = first_arrivals(bench.target_server.arrivals(), window_start,
+                                        window_end)
     expected = n * args.seconds
     executed = len(firsts)
     lateness = list(firsts.values())
@@ -311,17 +339,10 @@ def main() -> None:
             from peer_apscheduler import apscheduler_scenario
             results.append(apscheduler_scenario(args, n))
     print_tables(results)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / time.strftime("run-%Y%m%d-%H%M%S.json")
-    machine = {"cpus": os.cpu_count(), "memoryGiB": round(
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
-    path.write_text(json.dumps({"machine": machine, "args": vars(args), "results": results},
-                               indent=2))
-    print(f"written to {path}")
+    path = write_results("run", results, args=vars(args))
     if args.plot:
         from plot import plot
-        plot(results, path.with_suffix(".png"), machine["cpus"])
+        plot(results, path.with_suffix(".png"), os.cpu_count())
         print(f"plot: {path.with_suffix('.png')}")
 
 
