@@ -6,7 +6,6 @@ the repository. The api answers its healthcheck, a dispatcher takes the
 lease and the workers run a job."""
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import signal
@@ -229,11 +228,15 @@ def test_each_service_runs_its_command_as_written(compose_env, tmp_path):
         target.close()
 
 
-def test_no_command_needs_a_shell():
-    """Exec-form commands only: they run the same here and in a container."""
+def test_commands_are_exec_form_and_their_files_exist():
+    """Exec-form commands only (they run the same here and in a container),
+    and every file they name under /app is in the repository."""
     for name, service in SERVICES.items():
         for key in ("command", "entrypoint"):
             if key in service:
                 assert isinstance(service[key], list), (name, key)
                 assert shlex.join(service[key]).count("&&") == 0
-    assert os.path.exists(ROOT / "deploy" / "demo_target.py")
+                for word in service[key]:
+                    if word.startswith("/app/"):
+                        assert (ROOT / word.removeprefix("/app/")).is_file(), (name, word)
+    assert (ROOT / "deploy" / "demo_target.py").is_file()
