@@ -23,7 +23,7 @@ MAX_RETRIES = 20
 MAX_BACKOFF_MS = 3_600_000
 MAX_BATCH = 1_000
 # Fields the API returns that a client may echo back in a PUT; they are ignored.
-READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun")
+READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun", "state", "finishedAt")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_RANGE = re.compile(r"([1-5]\d\d)(?:-([1-5]\d\d))?")
@@ -310,6 +310,10 @@ class JobOut(BaseModel):
     createdAt: str
     updatedAt: str
     nextRun: str | None
+    state: Literal["active", "paused", "finished"] = Field(
+        description="finished: the job's last fire was claimed (a one-time job, or the end "
+                    "of its window); it fires again only if its timing is changed")
+    finishedAt: str | None = Field(description="the last fire of a finished job")
 
 
 class JobPage(BaseModel):

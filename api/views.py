@@ -13,7 +13,11 @@ def _status_ranges(pairs) -> list[str]:
             for low, high in (pairs or DEFAULT_SUCCESS)]
 
 
-def job_view(job: Job, next_run_ms: int | None) -> dict:
+def job_view(job: Job, next_run_ms: int | None, finished_ms: int | None = None) -> dict:
+    """``finished_ms``: the last fire, when Redis knows the job finished
+    before the database does."""
+    finished_ms = job.finished_at_ms if finished_ms is None else finished_ms
+    state = "finished" if finished_ms is not None else "active" if job.enabled else "paused"
     return {
         "jobId": job.id, "name": job.name, "schedule": job.schedule, "timezone": job.timezone,
         "api": job.url, "method": job.method, "headers": job.headers or {},
@@ -26,7 +30,8 @@ def job_view(job: Job, next_run_ms: int | None) -> dict:
         "startAt": iso_ms(job.start_at_ms), "endAt": iso_ms(job.end_at_ms),
         "runAt": iso_ms(job.run_at_ms),
         "createdAt": iso_ms(job.created_at_ms), "updatedAt": iso_ms(job.updated_at_ms),
-        "nextRun": iso_ms(next_run_ms),
+        "nextRun": None if finished_ms is not None else iso_ms(next_run_ms),
+        "state": state, "finishedAt": iso_ms(finished_ms),
     }
 
 
@@ -45,7 +50,8 @@ def execution_view(row: Execution) -> dict:
         "redelivered": row.redelivered, "scheduledAt": iso_ms(row.scheduled_at_ms),
         "startedAt": iso_ms(row.started_at_ms), "finishedAt": iso_ms(row.finished_at_ms),
         "status": row.status, "httpStatus": row.http_status, "durationMs": row.duration_ms,
-        "latenessMs": row.started_at_ms - row.scheduled_at_ms, "error": row.error, "response": row.response_snippet, "final": row.final,
+        "latenessMs": row.started_at_ms - row.scheduled_at_ms, "error": row.error,
+        "response": row.response_snippet, "final": row.final,
     }
 
 

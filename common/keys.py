@@ -5,6 +5,13 @@
 | jobs                 | HASH         | job id -> job spec JSON (what a worker needs to call it) |
 | schedule             | ZSET         | job id -> next fire time (epoch ms)                     |
 | pending              | ZSET         | job id -> fire time claimed but not yet rescheduled     |
+| claimed              | ZSET         | job id -> its last claimed fire, kept a minute: no edit  |
+|                      |              | may schedule that fire (or an earlier one) again        |
+| finished             | HASH         | job id -> "version:last fire" of a job with no further  |
+|                      |              | fire (one-time, end of window), until the database says so |
+| deleted              | ZSET         | job id -> when it was deleted: no later write revives it |
+| fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the worker calling it, |
+|                      |              | then "done" once recorded (at most one call per attempt) |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
 | retry                | ZSET         | message of a fire's next attempt -> when it is due (ms) |
 | inflight:<worker>    | LIST         | messages a worker holds (BLMOVE target) until acked     |
@@ -52,6 +59,18 @@ class Keys:
         return self.prefix + "retry"
 
     @property
+    def claimed(self) -> str:
+        return self.prefix + "claimed"
+
+    @property
+    def finished(self) -> str:
+        return self.prefix + "finished"
+
+    @property
+    def deleted(self) -> str:
+        return self.prefix + "deleted"
+
+    @property
     def workers(self) -> str:
         return self.prefix + "workers"
 
@@ -81,6 +100,9 @@ class Keys:
 
     def inflight(self, worker_id: str) -> str:
         return f"{self.prefix}inflight:{worker_id}"
+
+    def fire_mark(self, execution_id: str, attempt: int) -> str:
+        return f"{self.prefix}fire:{execution_id}:{attempt}"
 
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"

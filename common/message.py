@@ -4,16 +4,23 @@ A fire message carries the whole spec, so a worker never reads the database
 to make a call. The dispatcher's Lua script builds messages by string
 concatenation, so the wire format is fixed:
 
-    {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>, "spec": {<JobSpec>}}
+    {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>[, "m": 1], "spec": {<JobSpec>}}
 
-A skip record (fires the dispatcher skipped by misfire policy) has the same
-shape plus ``"skip": {"reason", "count", "last"}``; a worker records it as a
-SKIPPED execution without calling the target.
+always starting with ``{"r":<n>,``: the Lua that hands messages back edits
+only that envelope. ``"m": 1`` marks a fire a user asked for (run now,
+replay): it runs even while the job is paused.
+
+Two records share the shape and are written, not called: a skip record
+(fires the dispatcher skipped by misfire policy) carries ``"skip": {"reason",
+"count", "last"}`` and becomes a SKIPPED execution; a lost record
+(``"lost": 1``, common/lua/release_inflight.lua) stands for an at-most-once
+fire whose worker stopped after it may have called, and becomes a FAILED
+execution that is never retried.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from common.schedule import Timing
 
@@ -55,6 +62,7 @@ class JobSpec:
     run_at_ms: int | None = None
     success: tuple = DEFAULT_SUCCESS   # inclusive (low, high) status ranges
     auto_disable_after: int | None = None
+    enabled: bool = True   # a paused job's queued fires are skipped, not called
 
     def to_json(self) -> str:
         """Compact: fields holding their default are left out (Redis keeps
@@ -70,7 +78,7 @@ class JobSpec:
             "maxRetries": self.max_retries, "backoffMs": self.retry_backoff_ms,
             "misfire": self.misfire, "concurrency": self.concurrency,
             "success": [list(pair) for pair in self.success],
-            "autoDisable": self.auto_disable_after,
+            "autoDisable": self.auto_disable_after, "enabled": self.enabled,
         }
         return json.dumps({name: value for name, value in fields.items()
                            if name in _ALWAYS or value != _OMITTED.get(name, value)},
@@ -101,6 +109,7 @@ class JobSpec:
             run_at_ms=job.run_at_ms,
             success=tuple(tuple(p) for p in job.success_status) if job.success_status
             else DEFAULT_SUCCESS, auto_disable_after=job.auto_disable_after,
+            enabled=bool(job.enabled),
         )
 
     @classmethod
@@ -116,7 +125,7 @@ class JobSpec:
             concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
             start_ms=d.get("start"), end_ms=d.get("end"), run_at_ms=d.get("runAt"),
             success=tuple(tuple(p) for p in d.get("success") or DEFAULT_SUCCESS),
-            auto_disable_after=d.get("autoDisable"),
+            auto_disable_after=d.get("autoDisable"), enabled=d.get("enabled", True),
         )
 
 
@@ -125,7 +134,8 @@ _ALWAYS = frozenset({"v", "id", "schedule", "tz", "url"})
 _OMITTED = {"start": None, "end": None, "runAt": None, "method": "POST", "headers": {},
             "body": None, "contentType": None, "type": ATLEAST_ONCE, "timeoutMs": 10_000,
             "alertWebhook": None, "maxRetries": 3, "backoffMs": 1000, "misfire": MISFIRE_SKIP,
-            "concurrency": CONCURRENCY_ALLOW, "success": [[200, 299]], "autoDisable": None}
+            "concurrency": CONCURRENCY_ALLOW, "success": [[200, 299]], "autoDisable": None,
+            "enabled": True}
 
 
 @dataclass(frozen=True)
@@ -136,20 +146,34 @@ class FireMessage:
     attempt: int
     redeliveries: int
     skip: dict | None = None   # set on a skip record: reason, count, last
+    lost: bool = False         # a lost record: an at-most-once call whose worker stopped
+    manual: bool = False       # run now or replay: runs while the job is paused
 
     @property
     def execution_id(self) -> str:
         return execution_id(self.spec.id, self.fire_ms)
 
+    @property
+    def record(self) -> bool:
+        """Written as an execution, never called."""
+        return self.skip is not None or self.lost
+
     @classmethod
     def decode(cls, raw: bytes) -> "FireMessage":
         d = json.loads(raw)
         return cls(raw=raw, spec=JobSpec.from_dict(d["spec"]), fire_ms=int(d["t"]),
-                   attempt=int(d["a"]), redeliveries=int(d.get("r", 0)), skip=d.get("skip"))
+                   attempt=int(d["a"]), redeliveries=int(d.get("r", 0)), skip=d.get("skip"),
+                   lost=bool(d.get("lost")), manual=bool(d.get("m")))
 
     @staticmethod
-    def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0) -> str:
-        return f'{{"r":{redeliveries},"t":{fire_ms},"a":{attempt},"spec":{spec_json}}}'
+    def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0,
+               manual: bool = False) -> str:
+        flag = ',"m":1' if manual else ""
+        return f'{{"r":{redeliveries},"t":{fire_ms},"a":{attempt}{flag},"spec":{spec_json}}}'
+
+    def with_spec(self, spec: JobSpec) -> "FireMessage":
+        """This fire (same raw message, same attempt) as the job is now."""
+        return replace(self, spec=spec)
 
     @staticmethod
     def encode_skip(spec_json: str, first_ms: int, last_ms: int, count: int,
@@ -159,7 +183,8 @@ class FireMessage:
 
     def next_attempt(self) -> str:
         """The message of this fire's next attempt (same execution id)."""
-        return self.encode(self.spec.to_json(), self.fire_ms, self.attempt + 1)
+        return self.encode(self.spec.to_json(), self.fire_ms, self.attempt + 1,
+                           manual=self.manual)
 
 
 def waiting_since(raw: bytes) -> int | None:

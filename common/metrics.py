@@ -26,6 +26,9 @@ COUNTERS = {
     "jobsched_skipped_fires": ("Fires not called (misfire or overlap policy)", ("reason",)),
     "jobsched_alert_webhooks": ("Alert webhook deliveries", ("outcome",)),
     "jobsched_fires_dispatched": ("Fires claimed and queued by the dispatcher", ()),
+    "jobsched_dropped_messages": ("Messages not called: another message of the same fire "
+                                  "attempt held its mark (taken), or the reaper had handed "
+                                  "them on (released)", ("reason",)),
 }
 # name -> (help, bucket upper bounds)
 HISTOGRAMS = {

@@ -48,6 +48,9 @@ class Job(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     updated_at_ms: Mapped[int] = mapped_column(BigInteger)
     next_run_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Set when the job's last fire was claimed (a one-time job, the end of its
+    # window): it never fires again unless its timing is changed.
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Execution(Base):

@@ -1,11 +1,21 @@
 """The Redis client and the Lua scripts, registered once, behind typed calls."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 
 import redis
 
 from common.keys import Keys
+from common.message import ATMOST_ONCE, FireMessage
+
+# A fire's mark while its call is made: long enough for any call and its
+# recording. A worker that dies leaves its marks to the reaper, which
+# settles them (release_inflight.lua), so this only bounds a leak.
+CALLING_MARK_TTL_MS = 24 * 3600 * 1000
+# Claimed fires are remembered this long after their time (publish_job.lua
+# refuses to schedule them again): far more than clocks may disagree.
+CLAIM_MEMORY_MS = 60_000
 
 
 def connect(url: str, **options) -> redis.Redis:
@@ -18,6 +28,19 @@ def _load(name: str) -> str:
     return resources.files("common").joinpath("lua", f"{name}.lua").read_text()
 
 
+@dataclass(frozen=True)
+class Released:
+    """What release_inflight.lua did with a worker's messages."""
+
+    requeued: int = 0
+    lost: int = 0      # at-most-once fires that may have been called: recorded as FAILED
+    dropped: int = 0   # messages of fires that another message holds
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.lost + self.dropped
+
+
 class RedisStore:
     """Redis operations shared by the processes; all key names come from Keys."""
 
@@ -26,28 +49,58 @@ class RedisStore:
         self.keys = keys
         self._claim = client.register_script(_load("claim_due"))
         self._reschedule = client.register_script(_load("reschedule"))
-        self._upsert = client.register_script(_load("upsert_job"))
+        self._publish = client.register_script(_load("publish_job"))
+        self._remove = client.register_script(_load("remove_job"))
         self._lease = client.register_script(_load("lease"))
-        self._requeue = client.register_script(_load("requeue_dead_worker"))
+        self._release = client.register_script(_load("release_inflight"))
+        self._begin = client.register_script(_load("begin_fires"))
         self._promote = client.register_script(_load("promote_retries"))
-        self._hand_back = client.register_script(_load("hand_back"))
         self._pop_ready = client.register_script(_load("pop_ready"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
         self._acquire_running = client.register_script(_load("acquire_running"))
         self._streaks = client.register_script(_load("streaks"))
         self._release_running = client.register_script(_load("release_running"))
 
-    # -- API side ---------------------------------------------------------
-    def upsert_job(self, job_id: str, spec_json: str, next_fire_ms: int | None,
-                   version: int, refuse_due: bool = False) -> int:
-        """1 applied, 0 a newer version is stored, -2 (with ``refuse_due``)
-        the next fire is already due by Redis' clock."""
+    # -- job state (common/publish.py is the one caller) -------------------
+    def publish_job(self, job_id: str, spec_json: str, version: int,
+                    next_fire_ms: int | None, enabled: bool) -> tuple[str, int | None]:
+        """("written" | "stale" | "deleted", None) or ("refused", floor): the
+        next fire must come after ``floor``, the job's last claimed fire."""
         k = self.keys
-        return self._upsert(
-            keys=[k.jobs, k.schedule, k.pending, k.wake],
-            args=[job_id, spec_json, "" if next_fire_ms is None else next_fire_ms, version,
-                  "1" if refuse_due else "0"],
-        )
+        result = self._publish(
+            keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted, k.wake],
+            args=[job_id, spec_json, version, "" if next_fire_ms is None else next_fire_ms,
+                  "1" if enabled else "0"])
+        code = int(result[0])
+        if code == -2:
+            return "refused", int(result[1])
+        return {1: "written", 0: "stale", -1: "deleted"}[code], None
+
+    def remove_job(self, job_id: str, now_ms: int) -> None:
+        """Take a deleted job out of Redis, leaving a tombstone."""
+        k = self.keys
+        self._remove(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted],
+                     args=[job_id, now_ms])
+
+    def finished_jobs(self, limit: int = 1000) -> dict[str, tuple[int, int]]:
+        """Jobs whose last fire was claimed: id -> (version, last fire ms)."""
+        found = {}
+        for job_id, value in self.client.hscan_iter(self.keys.finished, count=limit):
+            version, last = value.decode().split(":")
+            found[job_id.decode()] = (int(version), int(last))
+            if len(found) >= limit:
+                break
+        return found
+
+    def forget_finished(self, job_id: str, version: int, last_ms: int) -> None:
+        """Drop a finished entry once the database records it (if unchanged)."""
+        self.client.eval(
+            "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then"
+            " return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+            1, self.keys.finished, job_id, f"{version}:{last_ms}")
+
+    def prune_tombstones(self, before_ms: int) -> int:
+        return self.client.zremrangebyscore(self.keys.deleted, "-inf", f"({before_ms}")
 
     # -- dispatcher side --------------------------------------------------
     def hold_lease(self, candidate: str, lease_ms: int) -> bool:
@@ -63,8 +116,9 @@ class RedisStore:
         misfire policy is "skip": it was not put on the ready list.
         """
         k = self.keys
-        flat = self._claim(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs],
-                           args=[leader, now_ms, limit, grace_ms, now_ms + ahead_ms])
+        flat = self._claim(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs, k.claimed],
+                           args=[leader, now_ms, limit, grace_ms, now_ms + ahead_ms,
+                                 CLAIM_MEMORY_MS])
         if flat == -1:
             return None
         return [(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2], flat[i + 3] == 1)
@@ -79,8 +133,19 @@ class RedisStore:
         for job_id, claimed, nxt in entries:
             args += [job_id, claimed, "" if nxt is None else nxt]
         args += list(skip_records)
-        done = self._reschedule(keys=[k.leader, k.schedule, k.pending, k.ready], args=args)
+        done = self._reschedule(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs,
+                                      k.finished], args=args)
         return None if done == -1 else done
+
+    def pending_jobs(self, limit: int) -> list[tuple[str, int, bytes | None]]:
+        """Jobs claimed but not yet rescheduled: (id, claimed fire, spec or None)."""
+        k = self.keys
+        pending = self.client.zrange(k.pending, 0, limit - 1, withscores=True)
+        if not pending:
+            return []
+        specs = self.client.hmget(k.jobs, [job_id for job_id, _ in pending])
+        return [(job_id.decode(), int(fired), spec)
+                for (job_id, fired), spec in zip(pending, specs)]
 
     def promote_retries(self, leader: str, now_ms: int, limit: int) -> int | None:
         k = self.keys
@@ -90,48 +155,104 @@ class RedisStore:
     def enqueue(self, message: str) -> None:
         self.client.rpush(self.keys.ready, message)
 
-    def remove_job(self, job_id: str) -> None:
-        k = self.keys
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(k.jobs, job_id)
-        pipe.zrem(k.schedule, job_id)
-        pipe.zrem(k.pending, job_id)
-        pipe.execute()
-
     def enqueue_once(self, token: str, message: str, guard_ms: int) -> bool:
         """Queue ``message`` unless ``token`` was used in the last ``guard_ms``."""
         return self._enqueue_once(keys=[self.keys.once(token), self.keys.ready],
                                   args=[message, guard_ms]) == 1
 
-    def requeue_dead_worker(self, worker_id: str, leader: str) -> int | None:
-        """Leader only: requeue a worker's in-flight list if its heartbeat expired."""
+    def registered_workers(self) -> list[str]:
+        return [w.decode() for w in self.client.smembers(self.keys.workers)]
+
+    def inflight(self, worker_id: str) -> list[bytes]:
+        return self.client.lrange(self.keys.inflight(worker_id), 0, -1)
+
+    def release_dead_worker(self, worker_id: str, leader: str,
+                            done_ttl_ms: int) -> Released | None:
+        """Leader only: hand on a worker's in-flight messages if its heartbeat
+        expired (None without the lease; nothing while it is alive)."""
+        return self.release(worker_id, self.inflight(worker_id), done_ttl_ms, leader)
+
+    def release(self, worker_id: str, messages: list[bytes], done_ttl_ms: int,
+                leader: str = "") -> Released | None:
+        """Hand on messages of a worker's in-flight list by their fires' marks
+        (see common/lua/release_inflight.lua). Without ``leader``: the worker
+        itself gives them up (at start, what its previous life held)."""
         k = self.keys
-        moved = self._requeue(
-            keys=[k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader],
-            args=[worker_id, leader],
-        )
-        return None if moved == -1 else moved
+        keys = [k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader]
+        args: list = [worker_id, leader, done_ttl_ms]
+        for raw in messages:
+            mark, kind = self._mark_of(raw)
+            keys.append(mark)
+            args += [raw, kind]
+        result = self._release(keys=keys, args=args)
+        if result == -1:
+            return None
+        if result == -2:
+            return Released()
+        return Released(*map(int, result))
+
+    def _mark_of(self, raw: bytes) -> tuple[str, str]:
+        """A message's mark key and kind for release_inflight.lua."""
+        try:
+            msg = FireMessage.decode(raw)
+        except (ValueError, KeyError, TypeError):
+            return self.keys.fire_mark("malformed", 0), "R"
+        kind = "R" if msg.record else "M" if msg.spec.type == ATMOST_ONCE else "L"
+        return self.keys.fire_mark(msg.execution_id, msg.attempt), kind
 
     # -- worker side -----------------------------------------------------
-    def requeue_own_leftovers(self, worker_id: str) -> int:
-        """At start: hand back what a previous process with this id held."""
-        k = self.keys
-        return self._requeue(
-            keys=[k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader],
-            args=[worker_id, ""],
-        )
-
     def pop_ready(self, worker_id: str, limit: int) -> list[bytes]:
         """Move up to ``limit`` ready messages into this worker's in-flight list."""
         return self._pop_ready(keys=[self.keys.ready, self.keys.inflight(worker_id)],
                                args=[limit])
 
-    def hand_back(self, worker_id: str, messages: list[bytes]) -> int:
-        """Return still-in-flight messages of this worker to the ready list."""
-        if not messages:
-            return 0
-        return self._hand_back(keys=[self.keys.inflight(worker_id), self.keys.ready],
-                               args=messages)
+    def wait_ready(self, worker_id: str, timeout_s: float) -> bytes | None:
+        """Block until a message is ready and move it in flight (BLMOVE)."""
+        return self.client.blmove(self.keys.ready, self.keys.inflight(worker_id), timeout_s,
+                                  src="LEFT", dest="RIGHT")
+
+    def begin_fires(self, worker_id: str, fires: list[FireMessage]) -> list[str | bytes]:
+        """Check fires about to be called against their jobs and take their
+        marks, in one round trip (common/lua/begin_fires.lua): per fire
+        "go", "taken", "released", "deleted", "paused", or the job's newer
+        spec (bytes)."""
+        k = self.keys
+        keys = [k.jobs, k.initialized, k.inflight(worker_id)]
+        args: list = [worker_id, CALLING_MARK_TTL_MS]
+        for msg in fires:
+            keys.append(k.fire_mark(msg.execution_id, msg.attempt))
+            args += [msg.raw, msg.spec.id, msg.spec.version, "1" if msg.manual else "0"]
+        answers = self._begin(keys=keys, args=args)
+        return [a if a.startswith(b"{") else a.decode() for a in answers]
+
+    def acknowledge(self, worker_id: str, done: list[tuple[FireMessage, str | None]],
+                    retries: dict, done_ttl_ms: int) -> list[bool]:
+        """One transaction: each message leaves the in-flight list and its
+        fire's mark is settled ("done": recorded; "clear": put back for a
+        later try of the same attempt; None: the mark is not this worker's),
+        and the retries are scheduled. Returns, per message, whether it was
+        still in flight (False: the reaper or a hand-back had moved it)."""
+        k = self.keys
+        inflight = k.inflight(worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        for msg, mark in done:
+            pipe.lrem(inflight, 1, msg.raw)
+            key = k.fire_mark(msg.execution_id, msg.attempt)
+            if mark == "done":
+                pipe.set(key, "done", px=done_ttl_ms)
+            elif mark == "clear":
+                pipe.delete(key)
+        if retries:
+            pipe.zadd(k.retry, retries)
+        results = pipe.execute()
+        found, i = [], 0
+        for _, mark in done:
+            found.append(results[i] == 1)
+            i += 1 if mark is None else 2
+        return found
+
+    def drop_malformed(self, worker_id: str, raw: bytes) -> None:
+        self.client.lrem(self.keys.inflight(worker_id), 1, raw)
 
     def acquire_running(self, job_id: str, execution_id: str, expire_ms: int) -> bool:
         return self._acquire_running(keys=[self.keys.running(job_id)],

@@ -87,6 +87,9 @@ class Settings:
     target_deny_loopback: bool = False
     retry_max_backoff_ms: int = 300_000
     retry_after_cap_ms: int = 3_600_000
+    # How long a fire's mark says "done" after its attempt was recorded: any
+    # other message of that attempt met meanwhile is dropped, not called.
+    fire_mark_ttl_ms: int = 300_000
     # Dispatcher
     dispatcher_id: str = field(default_factory=_default_worker_id)
     leader_lease_ms: int = 5_000
@@ -142,6 +145,7 @@ class Settings:
                                       base.retry_max_backoff_ms, 1),
             retry_after_cap_ms=_int(env, "JOBSCHED_RETRY_AFTER_CAP_MS",
                                     base.retry_after_cap_ms, 0),
+            fire_mark_ttl_ms=_int(env, "JOBSCHED_FIRE_MARK_TTL_MS", base.fire_mark_ttl_ms, 1000),
             dispatcher_id=env.get("JOBSCHED_DISPATCHER_ID") or base.dispatcher_id,
             leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
             claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),

@@ -57,9 +57,12 @@ class Dispatcher:
                 self._was_leader = True
                 self.reconciler.trigger.set()
             self._housekeeping(now)
-            recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms)
+            finished = self.reconciler.finished.set   # record them in the database
+            recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms,
+                            self.lease.hold, finished)
             dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
-                         s.misfire_grace_ms, self.lease.hold, self.metrics, s.dispatch_ahead_ms)
+                         s.misfire_grace_ms, self.lease.hold, self.metrics, s.dispatch_ahead_ms,
+                         finished)
             promote_retries(self.store, s.dispatcher_id, now, s.claim_batch_size)
         except LostLease:
             log.warning("lease lost during dispatch; standing by")
@@ -79,7 +82,8 @@ class Dispatcher:
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL_MS
             self.metrics.inc("jobsched_redeliveries",
-                             requeue_dead_workers(self.store, s.dispatcher_id))
+                             requeue_dead_workers(self.store, s.dispatcher_id,
+                                                  s.fire_mark_ttl_ms))
 
     def _seconds_until_next(self, now: int) -> float:
         k = self.store.keys

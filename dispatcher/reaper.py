@@ -1,4 +1,4 @@
-"""Re-queue the in-flight messages of workers whose heartbeat expired."""
+"""Hand on the in-flight messages of workers whose heartbeat expired."""
 from __future__ import annotations
 
 import logging
@@ -8,14 +8,18 @@ from common.redisstore import RedisStore
 log = logging.getLogger(__name__)
 
 
-def requeue_dead_workers(store: RedisStore, leader: str) -> int:
+def requeue_dead_workers(store: RedisStore, leader: str, done_ttl_ms: int) -> int:
+    """Returns how many messages were redelivered (at-least-once fires and
+    fires never called); at-most-once fires that may have been called are
+    recorded as FAILED instead (common/lua/release_inflight.lua)."""
     total = 0
-    for raw_id in store.client.smembers(store.keys.workers):
-        worker_id = raw_id.decode()
-        moved = store.requeue_dead_worker(worker_id, leader)
-        if moved is None:
+    for worker_id in store.registered_workers():
+        released = store.release_dead_worker(worker_id, leader, done_ttl_ms)
+        if released is None:
             return total
-        if moved:
-            log.warning("worker %s is gone: %d in-flight messages redelivered", worker_id, moved)
-        total += moved or 0
+        if released.total:
+            log.warning("worker %s is gone: %d in-flight messages redelivered, %d at-most-once "
+                        "calls recorded as lost, %d duplicates dropped", worker_id,
+                        released.requeued, released.lost, released.dropped)
+        total += released.requeued
     return total

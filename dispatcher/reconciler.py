@@ -7,7 +7,14 @@ JOBSCHED_RECONCILE_INTERVAL_MS, a pass looks only at jobs written since the
 last pass began (what an API write whose Redis half failed leaves behind),
 so a million idle jobs cost nothing between full passes. A job is
 (re)published when Redis lacks its spec or holds an older version, and put
-back on the schedule when it is enabled but neither scheduled nor pending.
+back on the schedule when it is enabled but neither scheduled nor pending,
+unless its last fire was claimed (``finished`` in the database or in Redis).
+Every write goes through common/publish.py, so a pass that read a row
+before the API changed or deleted it cannot undo the API's write.
+
+Jobs whose last fire the dispatcher claimed (a one-time job, the end of a
+window) are recorded as finished in the database (``record_finished``, every
+second while there are any); Redis keeps them in ``finished`` until then.
 
 A job put back resumes after its last recorded fire (ATLEAST_ONCE), so the
 fires that fell due while Redis was empty are executed late rather than lost;
@@ -26,14 +33,15 @@ import time
 from typing import Callable
 
 from redis.exceptions import RedisError
-from sqlalchemy import exists, false, func, or_, select
+from sqlalchemy import exists, false, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
 
-from common.schedule import ONCE, next_fire, timing_of
 from common.message import ATLEAST_ONCE, FireMessage, JobSpec
 from common.models import Execution, Job
+from common.publish import publish, unpublish
 from common.redisstore import RedisStore
+from common.schedule import ONCE, next_fire, timing_of
 from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,11 @@ RETRY_LOOKBACK_MS = 24 * 3600 * 1000
 CHANGED_SINCE_SLACK_MS = 60_000
 # JobSpec.to_json writes the version first.
 _VERSION = re.compile(rb'\{"v":(\d+),')
+# A deleted job's tombstone outlives any write that could race its delete.
+TOMBSTONE_MS = 24 * 3600 * 1000
+# How soon a finished job is written to the database once the dispatcher
+# says there is one.
+FINISHED_SYNC_S = 1.0
 
 
 def _last_fires(sessions: sessionmaker, job_ids: list[str]) -> dict[str, int]:
@@ -89,6 +102,11 @@ def _stored_version(spec_json: bytes | None) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _finished_version(entry: bytes | None) -> int | None:
+    """The version of a ``finished`` entry ("version:last fire")."""
+    return int(entry.split(b":")[0]) if entry else None
+
+
 def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
               is_leader: Callable[[], bool] = lambda: True,
               changed_since: int | None = None) -> int:
@@ -100,8 +118,8 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
     # recently written ones (an index each, so neither reads the whole table).
     after_time, after_id = changed_since, ""
     while is_leader():
-        # Three columns per job; whole rows only for the few that differ.
-        query = select(Job.id, Job.version, Job.enabled, Job.updated_at_ms)
+        # Four columns per job; whole rows only for the few that differ.
+        query = select(Job.id, Job.version, Job.enabled, Job.finished_at_ms, Job.updated_at_ms)
         if changed_since is None:
             query = query.where(Job.id > after_id).order_by(Job.id)
         else:
@@ -118,11 +136,15 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
         pipe.hmget(k.jobs, ids)
         pipe.zmscore(k.schedule, ids)
         pipe.zmscore(k.pending, ids)
-        specs, scheduled, pending = pipe.execute()
+        pipe.hmget(k.finished, ids)
+        specs, scheduled, pending, finished = pipe.execute()
         differing = {}
-        for row, spec_json, in_schedule, in_pending in zip(page, specs, scheduled, pending):
+        for row, spec_json, in_schedule, in_pending, done in zip(page, specs, scheduled,
+                                                                 pending, finished):
             on_schedule = in_schedule is not None or in_pending is not None
-            if _stored_version(spec_json) < row.version or on_schedule != row.enabled:
+            ended = row.finished_at_ms is not None or _finished_version(done) == row.version
+            if _stored_version(spec_json) < row.version or \
+                    on_schedule != (row.enabled and not ended):
                 differing[row.id] = on_schedule
         stale = []
         if differing:
@@ -147,10 +169,11 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
     return repaired
 
 
-def prune_deleted(store: RedisStore, sessions: sessionmaker) -> int:
+def prune_deleted(store: RedisStore, sessions: sessionmaker, now: int) -> int:
     """Take out of Redis the jobs the database no longer has (a DELETE whose
-    Redis half failed). Jobs reach Redis only after their row is committed,
-    so a spec without a row is always a deleted job."""
+    Redis half failed), leaving their tombstones, and forget tombstones old
+    enough. Jobs reach Redis only after their row is committed, so a spec
+    without a row is always a deleted job."""
     removed, cursor = 0, 0
     while True:
         cursor, chunk = store.client.hscan(store.keys.jobs, cursor, count=PAGE)
@@ -159,29 +182,50 @@ def prune_deleted(store: RedisStore, sessions: sessionmaker) -> int:
             with sessions() as session:
                 kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
             for job_id in set(ids) - kept:
-                store.remove_job(job_id)
+                unpublish(store, job_id, now)
                 removed += 1
         if cursor == 0:
             break
+    store.prune_tombstones(now - TOMBSTONE_MS)
     if removed:
         log.warning("removed %d deleted jobs from Redis", removed)
     return removed
 
 
+def record_finished(store: RedisStore, sessions: sessionmaker, now: int) -> int:
+    """Write to the database the jobs whose last fire the dispatcher claimed
+    (Redis ``finished``), then forget them there; returns how many."""
+    entries = store.finished_jobs()
+    if not entries:
+        return 0
+    with sessions() as session, session.begin():
+        versions = dict(session.execute(select(Job.id, Job.version)
+                                        .where(Job.id.in_(entries))).all())
+        for job_id, (version, last) in entries.items():
+            if versions.get(job_id) == version:
+                session.execute(update(Job).where(Job.id == job_id, Job.version == version,
+                                                  Job.finished_at_ms.is_(None))
+                                .values(finished_at_ms=last or now, next_run_ms=None))
+    done = 0
+    for job_id, (version, last) in entries.items():
+        # A newer version in the database is not finished by this entry: its
+        # own publish (or the reconciler's) settles the entry.
+        if versions.get(job_id, version) == version:
+            store.forget_finished(job_id, version, last)
+            done += 1
+    return done
+
+
 def _repair(store: RedisStore, job: Job, on_schedule: bool, last_fire: int | None,
             now: int) -> int:
-    spec_json = JobSpec.from_job(job).to_json()
-    since = now if on_schedule else resume_point(job, last_fire, now)
-    timing = timing_of(job)
-    for _ in range(3):
-        nxt = next_fire(timing, since) if job.enabled else None
-        # Refused (-2) when due while the job still has an entry that may have
-        # been claimed meanwhile: computed again from the present.
-        result = store.upsert_job(job.id, spec_json, nxt, job.version, refuse_due=True)
-        if result != -2:
-            return 1 if result == 1 else 0
-        since = now_ms()
-    return 0
+    if job.finished_at_ms is not None:
+        nxt = None
+    else:
+        since = now if on_schedule else resume_point(job, last_fire, now)
+        nxt = next_fire(timing_of(job), since)
+    # A fire at or before the job's last claimed one is moved past it there.
+    publish(store, job, nxt)
+    return 1
 
 
 class Reconciler(threading.Thread):
@@ -200,6 +244,7 @@ class Reconciler(threading.Thread):
         self.full_interval_s = full_interval_ms / 1000.0
         self.is_leader = is_leader
         self.trigger = threading.Event()   # set: a full pass, now
+        self.finished = threading.Event()  # set: jobs had their last fire claimed
         self.stopping = threading.Event()
         self._last_pass_began: int | None = None   # None: the next pass is full
         self._next_full = 0.0
@@ -214,9 +259,10 @@ class Reconciler(threading.Thread):
             full = (full or redis_was_lost or self._last_pass_began is None
                     or time.monotonic() >= self._next_full)
             since = None if full else self._last_pass_began - CHANGED_SINCE_SLACK_MS
+            record_finished(self.store, self.sessions, now)
             reconcile(self.store, self.sessions, now, self.is_leader, since)
             if full:
-                prune_deleted(self.store, self.sessions)
+                prune_deleted(self.store, self.sessions, now)
                 self._next_full = time.monotonic() + self.full_interval_s
             if redis_was_lost:
                 requeue_pending_retries(self.store, self.sessions, now)
@@ -229,15 +275,34 @@ class Reconciler(threading.Thread):
             log.exception("reconcile failed; retrying")
             return False
 
+    def record_finished(self, now: int) -> None:
+        if not self.is_leader():
+            return
+        try:
+            record_finished(self.store, self.sessions, now)
+        except (SQLAlchemyError, RedisError) as e:
+            log.warning("finished jobs not recorded yet: %s", type(e).__name__)
+            self.finished.set()
+
     def run(self) -> None:
+        next_pass, retry_full = time.monotonic() + self.interval_s, False
         while not self.stopping.is_set():
-            full = self.trigger.wait(self.interval_s)
+            wait = max(0.0, next_pass - time.monotonic())
+            if self.finished.is_set():
+                wait = min(wait, FINISHED_SYNC_S)
+            full = self.trigger.wait(wait) or retry_full
             self.trigger.clear()
             if self.stopping.is_set():
                 return
-            if not self.run_once(now_ms(), full):
-                self.stopping.wait(self.RETRY_S)
-                self.trigger.set()
+            if full or time.monotonic() >= next_pass:
+                self.finished.clear()   # a pass records them first
+                ok = self.run_once(now_ms(), full)
+                # A pass that could not finish is tried again, whole, soon.
+                retry_full = not ok
+                next_pass = time.monotonic() + (self.interval_s if ok else self.RETRY_S)
+            elif self.finished.is_set():
+                self.finished.clear()
+                self.record_finished(now_ms())
 
     def stop(self) -> None:
         self.stopping.set()

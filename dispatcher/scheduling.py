@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 # Counting skipped fires one cron step at a time costs ~25 µs a step; past
 # this many the record says "at least" rather than stall the dispatcher.
 MAX_COUNTED_SKIPS = 1_000
+# While planning a batch, the lease is renewed at least this often.
+LEASE_CHECK_S = 0.5
+# Jobs a previous leader left pending are rescheduled this many at a time.
+RECOVER_SLICE = 500
 # JobSpec.to_json writes the timing fields first, so they are read without
 # decoding (or caching) a spec whose body may be 64 KiB. start, end and runAt
 # are left out when null.
@@ -98,12 +103,14 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
 
 def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms: int,
                  keep_lease: Callable[[], bool] = lambda: True,
-                 metrics: MetricsRecorder | None = None, ahead_ms: int = 0) -> DispatchResult:
+                 metrics: MetricsRecorder | None = None, ahead_ms: int = 0,
+                 on_finished: Callable[[], object] = lambda: None) -> DispatchResult:
     """Claim every fire due by ``now + ahead_ms`` in bounded batches and reschedule.
 
     Loops until nothing is due, so a job that is behind (within the misfire
     grace) catches up fire by fire. ``keep_lease`` renews the lease between
-    batches: a long backlog must not outlast it.
+    batches and while planning a slow one: a long backlog must not outlast
+    it. ``on_finished`` is told when a job had its last fire.
     """
     result = DispatchResult()
     while True:
@@ -112,22 +119,41 @@ def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms:
         claimed = store.claim_due(leader, now, batch, grace_ms, ahead_ms)
         if claimed is None:
             raise LostLease()
-        entries, records, batch_skipped = [], [], 0
-        for job_id, fired_ms, spec_json, queued in claimed:
-            entry, record, skipped = plan(job_id, fired_ms, spec_json, queued, now, grace_ms)
-            entries.append(entry)
-            if record:
-                records.append(record)
-                batch_skipped += skipped
-            if queued:
-                result.fired += 1
+        entries, records, batch_skipped = _plan_all(
+            [(job_id, fired, spec, queued) for job_id, fired, spec, queued in claimed],
+            now, grace_ms, keep_lease)
+        result.fired += sum(1 for *_, queued in claimed if queued)
         if entries and store.reschedule(leader, entries, records) is None:
             raise LostLease()
+        if any(nxt is None for _, _, nxt in entries):
+            on_finished()
         result.skipped += batch_skipped
         if metrics and claimed:
             _measure(metrics, claimed, now, batch_skipped)
         if not claimed:
             return result
+
+
+def _plan_all(claims: list[tuple[str, int, bytes, bool]], now: int, grace_ms: int,
+              keep_lease: Callable[[], bool]) -> tuple[list, list[str], int]:
+    """Plan each claim; counting a long misfire's skipped fires takes time,
+    so the lease is renewed every LEASE_CHECK_S while planning."""
+    entries, records, skipped_total = [], [], 0
+    checked = time.monotonic()
+    for job_id, fired_ms, spec_json, queued in claims:
+        if time.monotonic() - checked > LEASE_CHECK_S:
+            if not keep_lease():
+                raise LostLease()
+            checked = time.monotonic()
+        if spec_json is None:   # deleted meanwhile: nothing to put back
+            entries.append((job_id, fired_ms, None))
+            continue
+        entry, record, skipped = plan(job_id, fired_ms, spec_json, queued, now, grace_ms)
+        entries.append(entry)
+        if record:
+            records.append(record)
+            skipped_total += skipped
+    return entries, records, skipped_total
 
 
 def _measure(metrics: MetricsRecorder, claimed: list, now: int, skipped: int) -> None:
@@ -141,31 +167,34 @@ def _measure(metrics: MetricsRecorder, claimed: list, now: int, skipped: int) ->
     metrics.inc("jobsched_skipped_fires", skipped, reason="misfire")
 
 
-def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int) -> int:
-    """Reschedule jobs a previous leader claimed but did not put back.
+def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int,
+                    keep_lease: Callable[[], bool] = lambda: True,
+                    on_finished: Callable[[], object] = lambda: None) -> int:
+    """Reschedule jobs a previous leader claimed but did not put back, in
+    slices, renewing the lease between them (after a long outage each may
+    need its skipped fires counted and recorded).
 
     Their fires are already on the ready list (claiming queued them), so only
     the schedule entry is missing.
     """
-    k = store.keys
-    pending = store.client.zrange(k.pending, 0, 999, withscores=True)
-    if not pending:
-        return 0
-    ids = [job_id for job_id, _ in pending]
-    specs = store.client.hmget(k.jobs, ids)
-    entries, records = [], []
-    for (job_id, fired), spec_json in zip(pending, specs):
-        if spec_json is None:
-            entries.append((job_id.decode(), int(fired), None))
-            continue
-        entry, record, _ = plan(job_id.decode(), int(fired), spec_json, True, now, grace_ms)
-        entries.append(entry)
-        if record:
-            records.append(record)
-    if store.reschedule(leader, entries, records) is None:
-        raise LostLease()
-    log.info("rescheduled %d jobs left pending by a previous leader", len(entries))
-    return len(entries)
+    total = 0
+    while True:
+        pending = store.pending_jobs(RECOVER_SLICE)
+        if not pending:
+            break
+        if not keep_lease():
+            raise LostLease()
+        entries, records, _ = _plan_all([(job_id, fired, spec, True)
+                                         for job_id, fired, spec in pending],
+                                        now, grace_ms, keep_lease)
+        if store.reschedule(leader, entries, records) is None:
+            raise LostLease()
+        if any(nxt is None for _, _, nxt in entries):
+            on_finished()
+        total += len(entries)
+    if total:
+        log.info("rescheduled %d jobs left pending by a previous leader", total)
+    return total
 
 
 def promote_retries(store: RedisStore, leader: str, now: int, batch: int) -> int:

@@ -16,12 +16,15 @@ from tests.support import Target
 from worker.client import READ_LIMIT, Client, build_request
 
 ALLOW = DenyList.build(DEFAULT_DENY, deny_loopback=False)
+CLOSE = b"<close>"
 DENY_LOOPBACK = DenyList.build(DEFAULT_DENY, deny_loopback=True)
 
 
 class RawServer:
     """Answers each request on a connection with the next canned answer;
-    ``None`` closes the connection instead. Counts connections accepted."""
+    ``None`` closes the connection instead (the request read, no answer), and
+    an answer ending in CLOSE is sent, then the connection closed (a server
+    dropping an idle keep-alive connection). Counts connections accepted."""
 
     def __init__(self, answers: list[bytes | None]):
         self.answers = list(answers)
@@ -54,8 +57,8 @@ class RawServer:
                 answer = self.answers.pop(0)
                 if answer is None:
                     return
-                conn.sendall(answer)
-                if b"Connection: close" in answer:
+                conn.sendall(answer.removesuffix(CLOSE))
+                if b"Connection: close" in answer or answer.endswith(CLOSE):
                     return
 
     def url(self, path: str = "/") -> str:
@@ -139,18 +142,38 @@ def test_a_large_answer_is_read_only_up_to_the_limit():
     server.close()
 
 
-def test_a_connection_the_target_closed_is_replaced():
+def test_an_idle_connection_the_target_closed_is_replaced():
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    server = RawServer([answer, None, answer])   # the 2nd request finds it closed
+    server = RawServer([answer + CLOSE, answer])   # closed once idle, keep-alive or not
 
     async def two(client):
         first = await client.request(get(server.url()), 5)
-        await asyncio.sleep(0.2)   # the close reaches the client while idle, or not
+        await asyncio.sleep(0.2)   # the close reaches the client before the next write
         return first, await client.request(get(server.url()), 5)
     first, second = run(two)
     assert first.status == second.status == 200
-    assert server.connections == 2
+    assert server.connections == 2 and len(server.requests) == 2
     server.close()
+
+
+def test_a_request_the_target_read_without_answering_is_never_sent_again():
+    """At-most-once depends on it: bytes written are never written twice,
+    on this connection or another."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = RawServer([answer, None, answer, answer])   # reads the 2nd, then hangs up
+
+    async def two(client):
+        await client.request(get(server.url()), 5)
+        return await client.request(get(server.url()), 5)
+    with pytest.raises(ConnectionError, match="closed before the answer"):
+        run(two)
+    assert len(server.requests) == 2 and server.connections == 1
+    fresh = RawServer([None, answer])   # the same on a connection just opened
+    with pytest.raises(ConnectionError, match="closed before the answer"):
+        run(lambda client: client.request(get(fresh.url()), 5))
+    assert len(fresh.requests) == 1 and fresh.connections == 1
+    server.close()
+    fresh.close()
 
 
 def test_timeout_refused_and_denied():
@@ -182,7 +205,7 @@ def test_requests_due_at_one_instant_are_sent_then_and_not_before():
 
     async def burst(client):
         requests = [build_request("POST", target.url(f"/ok/{i}"), {}, b"{}") for i in range(20)]
-        return await asyncio.gather(*(client.request_at(r, at_ms, 5) for r in requests))
+        return await asyncio.gather(*(client.send(r, at_ms, 5) for r in requests))
     responses = run(burst)
     assert [r.status for r in responses] == [200] * 20
     assert all(r.sent_ms >= at_ms for r in responses)

@@ -46,7 +46,7 @@ def ready_messages(store):
 def put(store, job_id, fire_ms, schedule="* * * * * *"):
     spec = JobSpec(id=job_id, version=1, schedule=schedule, timezone="UTC",
                    url="http://127.0.0.1:1/")
-    store.upsert_job(job_id, spec.to_json(), fire_ms, 1)
+    store.publish_job(job_id, spec.to_json(), 1, fire_ms, True)
 
 
 def test_next_fire_comes_from_the_scheduled_time_not_the_clock():
@@ -124,7 +124,7 @@ def test_schedule_is_rebuilt_from_the_database_when_redis_lost_it(backend, store
 def put_spec(store, job_id, fire_ms, **fields):
     spec = JobSpec(id=job_id, version=1, schedule="* * * * * *", timezone="UTC",
                    url="http://127.0.0.1:1/", **fields)
-    store.upsert_job(job_id, spec.to_json(), fire_ms, 1)
+    store.publish_job(job_id, spec.to_json(), 1, fire_ms, True)
 
 
 def test_after_downtime_skip_records_the_skipped_fires_and_fire_once_runs_one(
@@ -215,10 +215,13 @@ def test_jobs_deleted_from_the_database_are_pruned_from_redis(backend, store, se
     add_job(sessions, "kept")
     put(store, "kept", T0 + 1000)
     put(store, "deleted", T0 + 1000)  # its row is gone; Redis missed the DELETE
-    assert prune_deleted(store, sessions) == 1
+    assert prune_deleted(store, sessions, T0) == 1
     assert store.client.hexists(store.keys.jobs, "kept")
     assert not store.client.hexists(store.keys.jobs, "deleted")
     assert store.client.zscore(store.keys.schedule, "deleted") is None
+    assert store.client.zscore(store.keys.deleted, "deleted") == T0   # its tombstone
+    prune_deleted(store, sessions, T0 + 25 * 3600_000)   # tombstones last a day
+    assert store.client.zscore(store.keys.deleted, "deleted") is None
 
 
 def test_between_full_passes_only_recently_written_jobs_are_reconciled(backend, store,

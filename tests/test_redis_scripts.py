@@ -1,5 +1,6 @@
 """The Lua scripts against a real Redis server: atomic claim, fencing,
-rescheduling that yields to a concurrent API write, requeue of dead workers."""
+rescheduling that yields to a concurrent API write, the guarded publish,
+per-fire marks, and handing on the messages of dead workers."""
 import json
 
 from common.message import FireMessage, JobSpec
@@ -9,8 +10,13 @@ GRACE = 60_000
 
 
 def spec(job_id: str, version: int = 1, schedule: str = "* * * * * *", **fields) -> str:
+    fields.setdefault("url", "http://127.0.0.1:1/x")
     return JobSpec(id=job_id, version=version, schedule=schedule, timezone="UTC",
-                   url="http://127.0.0.1:1/x", **fields).to_json()
+                   **fields).to_json()
+
+
+def put(store, job_id, spec_json, next_fire, version, enabled=True):
+    return store.publish_job(job_id, spec_json, version, next_fire, enabled)
 
 
 def test_lease_is_exclusive_and_renewable(store):
@@ -25,8 +31,8 @@ def test_lease_is_exclusive_and_renewable(store):
 def test_claim_queues_one_message_per_due_job_and_parks_it_in_pending(store):
     k = store.keys
     store.hold_lease("me", 5000)
-    store.upsert_job("due", spec("due"), 1000, 1)
-    store.upsert_job("later", spec("later"), 5000, 1)
+    put(store, "due", spec("due"), 1000, 1)
+    put(store, "later", spec("later"), 5000, 1)
     claimed = store.claim_due("me", 2000, 100, GRACE)
     assert [(job_id, fire, queued) for job_id, fire, _, queued in claimed] == \
         [("due", 1000, True)]
@@ -43,7 +49,7 @@ def test_claim_queues_one_message_per_due_job_and_parks_it_in_pending(store):
 def test_claim_is_bounded_per_call(store):
     store.hold_lease("me", 5000)
     for i in range(25):
-        store.upsert_job(f"j{i}", spec(f"j{i}"), 1000 + i, 1)
+        put(store, f"j{i}", spec(f"j{i}"), 1000 + i, 1)
     assert len(store.claim_due("me", 10_000, 10, GRACE)) == 10
     assert len(store.claim_due("me", 10_000, 10, GRACE)) == 10
     assert len(store.claim_due("me", 10_000, 10, GRACE)) == 5
@@ -52,7 +58,7 @@ def test_claim_is_bounded_per_call(store):
 
 def test_a_dispatcher_without_the_lease_is_fenced(store):
     store.hold_lease("leader", 5000)
-    store.upsert_job("j", spec("j"), 1000, 1)
+    put(store, "j", spec("j"), 1000, 1)
     assert store.claim_due("ex-leader", 2000, 100, GRACE) is None
     assert store.client.llen(store.keys.ready) == 0
     claimed = store.claim_due("leader", 2000, 100, GRACE)
@@ -64,50 +70,125 @@ def test_a_dispatcher_without_the_lease_is_fenced(store):
 def test_reschedule_yields_to_an_api_write_made_after_the_claim(store):
     k = store.keys
     store.hold_lease("me", 5000)
-    store.upsert_job("j", spec("j", 1), 1000, 1)
+    put(store, "j", spec("j", 1), 1000, 1)
     store.claim_due("me", 1500, 100, GRACE)
-    store.upsert_job("j", spec("j", 2, "*/10 * * * * *"), 10_000, 2)  # PUT meanwhile
+    put(store, "j", spec("j", 2, "*/10 * * * * *"), 10_000, 2)  # PUT meanwhile
     assert store.reschedule("me", [("j", 1000, 2000)]) == 0
     assert store.client.zscore(k.schedule, "j") == 10_000
     assert store.client.zscore(k.pending, "j") is None
 
 
-def test_upsert_never_replaces_a_newer_version(store):
-    assert store.upsert_job("j", spec("j", 3), 3000, 3)
-    assert not store.upsert_job("j", spec("j", 2), 2000, 2)
+def test_publish_never_replaces_a_newer_version(store):
+    assert put(store, "j", spec("j", 3), 3000, 3) == ("written", None)
+    assert put(store, "j", spec("j", 2), 2000, 2) == ("stale", None)
     assert json.loads(store.client.hget(store.keys.jobs, "j"))["v"] == 3
     assert store.client.zscore(store.keys.schedule, "j") == 3000
 
 
+def test_the_same_version_only_repairs_a_job_off_the_schedule(store):
+    k = store.keys
+    assert put(store, "j", spec("j", 3), 3000, 3) == ("written", None)
+    assert put(store, "j", spec("j", 3), 5000, 3) == ("stale", None)   # no re-timing
+    assert store.client.zscore(k.schedule, "j") == 3000
+    store.client.zrem(k.schedule, "j")   # e.g. a reconcile of a job Redis lost track of
+    assert put(store, "j", spec("j", 3), 5000, 3) == ("written", None)
+    assert store.client.zscore(k.schedule, "j") == 5000
+
+
+def test_an_edit_never_schedules_a_fire_already_claimed(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    put(store, "j", spec("j", 1), 10_000, 1)
+    store.claim_due("me", 9_500, 100, GRACE, ahead_ms=500)   # claimed ahead of its time
+    # An edit within that half second computes the same fire from its clock.
+    assert put(store, "j", spec("j", 2), 10_000, 2) == ("refused", 10_000)
+    assert put(store, "j", spec("j", 2), 9_000, 2) == ("refused", 10_000)
+    assert put(store, "j", spec("j", 2), 11_000, 2) == ("written", None)
+    store.reschedule("me", [("j", 10_000, 11_000)])   # yields to the edit's entry
+    claimed = store.claim_due("me", 11_000, 100, GRACE)
+    assert [(job_id, fire) for job_id, fire, _, _ in claimed] == [("j", 11_000)]
+    assert store.client.llen(k.ready) == 2   # 10 s and 11 s, once each
+
+
+def test_claimed_fires_are_forgotten_a_minute_after_their_time(store):
+    store.hold_lease("me", 5000)
+    put(store, "old", spec("old"), 1000, 1)
+    store.claim_due("me", 1000, 100, GRACE)
+    assert store.client.zscore(store.keys.claimed, "old") == 1000
+    store.claim_due("me", 1000 + 61_000, 100, GRACE)
+    assert store.client.zscore(store.keys.claimed, "old") is None
+
+
+def test_a_deleted_job_is_never_written_again(store):
+    k = store.keys
+    put(store, "j", spec("j", 1), 3000, 1)
+    store.remove_job("j", 1234)
+    assert store.client.zscore(k.deleted, "j") == 1234
+    # An edit whose Redis write lands after the delete: refused.
+    assert put(store, "j", spec("j", 2), 4000, 2) == ("deleted", None)
+    assert not store.client.hexists(k.jobs, "j")
+    assert store.client.zscore(k.schedule, "j") is None
+    assert store.prune_tombstones(1235) == 1
+
+
+def test_a_claimed_last_fire_makes_the_job_finished_until_the_database_says_so(store):
+    k = store.keys
+    store.hold_lease("me", 5000)
+    once = JobSpec(id="o", version=4, schedule="@once", timezone="UTC",
+                   url="http://127.0.0.1:1/x", run_at_ms=1000).to_json()
+    put(store, "o", once, 1000, 4)
+    store.claim_due("me", 1000, 100, GRACE)
+    store.reschedule("me", [("o", 1000, None)])
+    assert store.finished_jobs() == {"o": (4, 1000)}
+    # A later write of the same timing cannot bring the fire back, however
+    # long after: the finished entry is its floor.
+    store.client.delete(k.claimed)
+    assert put(store, "o", once.replace('"v":4', '"v":5'), 1000, 5) == ("refused", 1000)
+    assert put(store, "o", once.replace('"v":4', '"v":5'), None, 5) == ("written", None)
+    assert store.finished_jobs() == {"o": (5, 1000)}
+    store.forget_finished("o", 4, 1000)   # an older entry: kept
+    assert store.finished_jobs() == {"o": (5, 1000)}
+    store.forget_finished("o", 5, 1000)
+    assert store.finished_jobs() == {}
+    # A new timing with a fire after it schedules the job again.
+    assert put(store, "o", once.replace('"v":4', '"v":6'), 9000, 6) == ("written", None)
+    assert store.client.zscore(k.schedule, "o") == 9000
+
+
 def test_upsert_of_the_earliest_fire_wakes_the_dispatcher(store):
     k = store.keys
-    store.upsert_job("late", spec("late"), 9000, 1)
+    put(store, "late", spec("late"), 9000, 1)
     assert store.client.llen(k.wake) == 1
     store.client.delete(k.wake)
-    store.upsert_job("later", spec("later"), 10_000, 1)
+    put(store, "later", spec("later"), 10_000, 1)
     assert store.client.llen(k.wake) == 0
-    store.upsert_job("early", spec("early"), 1000, 1)
+    put(store, "early", spec("early"), 1000, 1)
     assert store.client.llen(k.wake) == 1
 
 
 def test_disabled_job_leaves_the_schedule(store):
-    store.upsert_job("j", spec("j"), 1000, 1)
-    store.upsert_job("j", spec("j", 2), None, 2)
+    put(store, "j", spec("j"), 1000, 1)
+    put(store, "j", spec("j", 2, enabled=False), None, 2, enabled=False)
     assert store.client.zscore(store.keys.schedule, "j") is None
     assert store.client.hexists(store.keys.jobs, "j")
+    assert store.finished_jobs() == {}   # paused, not finished
+
+
+def in_flight(store, worker, *messages):
+    store.client.sadd(store.keys.workers, worker)
+    store.client.rpush(store.keys.inflight(worker), *messages)
 
 
 def test_dead_worker_messages_are_requeued_with_a_redelivery_mark(store):
     k = store.keys
     store.hold_lease("leader", 5000)
     raw = FireMessage.encode(spec("j"), 1000)
-    store.client.sadd(k.workers, "w1")
-    store.client.rpush(k.inflight("w1"), raw)
+    in_flight(store, "w1", raw)
     store.client.set(k.heartbeat("w1"), "1", px=5000)
-    assert store.requeue_dead_worker("w1", "leader") == 0  # still alive
-    assert store.requeue_dead_worker("w1", "not-leader") is None
+    assert store.release_dead_worker("w1", "leader", 60_000).total == 0  # still alive
+    assert store.release_dead_worker("w1", "not-leader", 60_000) is None
     store.client.delete(k.heartbeat("w1"))
-    assert store.requeue_dead_worker("w1", "leader") == 1
+    assert store.release_dead_worker("w1", "leader", 60_000).requeued == 1
     (requeued,) = store.client.lrange(k.ready, 0, -1)
     msg = FireMessage.decode(requeued)
     assert (msg.execution_id, msg.redeliveries, msg.attempt) == ("j:1000", 1, 1)
@@ -115,19 +196,96 @@ def test_dead_worker_messages_are_requeued_with_a_redelivery_mark(store):
     assert not store.client.sismember(k.workers, "w1")
 
 
-def test_a_restarted_worker_hands_back_its_previous_inflight(store):
+def test_a_dead_workers_marked_calls_go_by_their_type(store):
+    """At-least-once: called again (same execution id); at-most-once: never
+    again, a lost record instead; a fire another worker holds: dropped."""
     k = store.keys
-    store.client.rpush(k.inflight("w1"), FireMessage.encode(spec("j"), 1000))
+    store.hold_lease("leader", 5000)
+    least = FireMessage.encode(spec("least"), 1000)
+    most = FireMessage.encode(spec("most", type="ATMOST_ONCE"), 1000)
+    other = FireMessage.encode(spec("other"), 1000)
+    unmarked = FireMessage.encode(spec("fresh", type="ATMOST_ONCE"), 1000)
+    in_flight(store, "w1", least, most, other, unmarked)
+    assert store.begin_fires("w1", [FireMessage.decode(m) for m in (least, most)]) == \
+        ["go", "go"]
+    store.client.set(k.fire_mark("other:1000", 1), "w2")
+    released = store.release_dead_worker("w1", "leader", 60_000)
+    assert (released.requeued, released.lost, released.dropped) == (2, 1, 1)
+    ready = {m.spec.id: m for m in map(FireMessage.decode, store.client.lrange(k.ready, 0, -1))}
+    assert set(ready) == {"least", "most", "fresh"}
+    assert ready["least"].redeliveries == 1 and not ready["least"].lost
+    assert ready["most"].lost and ready["most"].redeliveries == 0
+    assert ready["fresh"].redeliveries == 1 and not ready["fresh"].lost
+    assert store.client.get(k.fire_mark("least:1000", 1)) is None   # free to call again
+    assert store.client.get(k.fire_mark("most:1000", 1)) == b"done"
+    assert store.client.get(k.fire_mark("other:1000", 1)) == b"w2"
+
+
+def test_a_restarted_worker_hands_on_its_previous_inflight(store):
+    k = store.keys
+    raw = FireMessage.encode(spec("j"), 1000)
+    store.client.rpush(k.inflight("w1"), raw)
     store.client.set(k.heartbeat("w1"), "1", px=5000)  # its previous life's heartbeat
-    assert store.requeue_own_leftovers("w1") == 1
+    assert store.release("w1", store.inflight("w1"), 60_000).requeued == 1
     assert store.client.llen(k.ready) == 1
+
+
+def test_begin_marks_each_fire_once_and_checks_its_job_as_it_is_now(store):
+    k = store.keys
+    store.client.set(k.initialized, 1)
+    put(store, "same", spec("same", 2), 9000, 2)
+    put(store, "edited", spec("edited", 3, url="http://127.0.0.1:1/new"), 9000, 3)
+    put(store, "paused", spec("paused", 3, enabled=False), None, 3, enabled=False)
+    fires = {name: FireMessage.encode(spec(name, 2), 1000) for name in
+             ("same", "edited", "paused", "gone")}
+    manual = FireMessage.encode(spec("paused", 2), 2000, manual=True)
+    in_flight(store, "w1", *fires.values(), manual)
+    answers = store.begin_fires("w1", [FireMessage.decode(m) for m in
+                                       (*fires.values(), manual)])
+    assert answers[0] == "go"
+    assert json.loads(answers[1])["url"] == "http://127.0.0.1:1/new"   # the current spec
+    assert answers[2:] == ["paused", "deleted", answers[4]]
+    assert json.loads(answers[4])["v"] == 3   # run now: a paused job runs, as it is now
+    # A second message of the same attempts: none may be called.
+    in_flight(store, "w2", *fires.values())
+    again = store.begin_fires("w2", [FireMessage.decode(m) for m in fires.values()])
+    assert again == ["taken"] * 4
+    # The next attempt of a fire is a new mark.
+    retry = FireMessage.decode(fires["same"]).next_attempt()
+    in_flight(store, "w2", retry)
+    assert store.begin_fires("w2", [FireMessage.decode(retry.encode())]) == ["go"]
+
+
+def test_begin_refuses_a_message_the_reaper_handed_on(store):
+    raw = FireMessage.encode(spec("j"), 1000)   # not in w1's in-flight list (any more)
+    assert store.begin_fires("w1", [FireMessage.decode(raw)]) == ["released"]
+    assert store.client.get(store.keys.fire_mark("j:1000", 1)) is None
+
+
+def test_while_redis_rebuilds_a_fire_of_an_unknown_job_runs(store):
+    raw = FireMessage.encode(spec("j"), 1000)   # no "initialized": Redis lost its data
+    in_flight(store, "w1", raw)
+    assert store.begin_fires("w1", [FireMessage.decode(raw)]) == ["go"]
+
+
+def test_acknowledge_settles_marks_and_reports_what_was_no_longer_in_flight(store):
+    k = store.keys
+    a, b = (FireMessage.decode(FireMessage.encode(spec(n), 1000)) for n in ("a", "b"))
+    in_flight(store, "w1", a.raw)
+    store.begin_fires("w1", [a])
+    found = store.acknowledge("w1", [(a, "done"), (b, None)], {"retry-msg": 5000}, 60_000)
+    assert found == [True, False]
+    assert store.client.get(k.fire_mark("a:1000", 1)) == b"done"
+    assert 0 < store.client.pttl(k.fire_mark("a:1000", 1)) <= 60_000
+    assert store.client.zscore(k.retry, "retry-msg") == 5000
+    assert store.client.llen(k.inflight("w1")) == 0
 
 
 def test_a_misfired_fire_is_not_queued_under_skip_but_is_under_fire_once(store):
     store.hold_lease("me", 5000)
-    store.upsert_job("skip", spec("skip"), 1000, 1)
-    store.upsert_job("once", spec("once", misfire="fire_once"), 1000, 1)
-    store.upsert_job("ontime", spec("ontime"), 119_000, 1)
+    put(store, "skip", spec("skip"), 1000, 1)
+    put(store, "once", spec("once", misfire="fire_once"), 1000, 1)
+    put(store, "ontime", spec("ontime"), 119_000, 1)
     claimed = {job_id: queued for job_id, _, _, queued in store.claim_due("me", 120_000, 100,
                                                                             GRACE)}
     assert claimed == {"skip": False, "once": True, "ontime": True}
@@ -138,7 +296,7 @@ def test_a_misfired_fire_is_not_queued_under_skip_but_is_under_fire_once(store):
 def test_reschedule_queues_skip_records_atomically_and_not_when_fenced(store):
     k = store.keys
     store.hold_lease("me", 5000)
-    store.upsert_job("j", spec("j"), 1000, 1)
+    put(store, "j", spec("j"), 1000, 1)
     store.claim_due("me", 1000, 100, GRACE)
     record = FireMessage.encode_skip(spec("j"), 1000, 3000, 3, "misfire")
     assert store.reschedule("other", [("j", 1000, 4000)], [record]) is None
@@ -169,12 +327,13 @@ def test_running_mark_excludes_other_fires_but_not_a_redelivery(store):
     assert store.acquire_running("j", "j:2000", 5000)
 
 
-def test_hand_back_moves_only_messages_still_in_flight(store):
+def test_release_moves_only_messages_still_in_flight(store):
     k = store.keys
-    store.client.rpush(k.inflight("w1"), b"a", b"b")
-    assert store.hand_back("w1", [b"a", b"gone"]) == 1
-    assert store.client.lrange(k.ready, 0, -1) == [b"a"]
-    assert store.client.lrange(k.inflight("w1"), 0, -1) == [b"b"]
+    a, b, gone = (FireMessage.encode(spec(n), 1000) for n in ("a", "b", "gone"))
+    store.client.rpush(k.inflight("w1"), a, b)
+    assert store.release("w1", [a.encode(), gone.encode()], 60_000).requeued == 1
+    assert [FireMessage.decode(m).spec.id for m in store.client.lrange(k.ready, 0, -1)] == ["a"]
+    assert store.client.lrange(k.inflight("w1"), 0, -1) == [b.encode()]
 
 
 def test_enqueue_once_refuses_a_repeated_token(store):

@@ -9,8 +9,11 @@ second's worth of fires at the second itself.
 
 Only what a job needs: one request, no redirects followed, at most
 ``READ_LIMIT`` bytes of the answer read, one deadline for connect + answer.
-Each new connection's peer address is checked against the deny list (SSRF)
-once connected, so the check covers the address DNS actually returned.
+A request is written at most once: a connection found closed before the
+write is replaced, but an answer that does not come after the write is that
+call's failure, never a second send (at-most-once depends on it). Each new
+connection's peer address is checked against the deny list (SSRF) once
+connected, so the check covers the address DNS actually returned.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ class DeniedAddress(ConnectionError):
 
 
 class StaleConnection(ConnectionError):
-    """A reused connection closed before any byte of the answer came."""
+    """The connection was closed before the request was written: nothing was
+    sent, so another connection may carry it."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,6 @@ class _Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = False        # has answered a request (so it may have gone stale)
-        self._reserved = False   # opened ahead and held for a fire's time
         self._waiter: asyncio.Future | None = None   # set while a request is armed
         self._sent = False
         self._parser = None
@@ -118,7 +120,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._waiter is None:
             return
-        if not self._got_bytes and (self.used or self._reserved or not self._sent):
+        if not self._sent:
             self._fail(StaleConnection("connection closed by the target"))
         else:
             self._fail(ConnectionError("connection closed before the answer"
@@ -163,15 +165,12 @@ class _Connection(asyncio.Protocol):
 
     def fire(self) -> None:
         if self._waiter is not None and not self._sent:
+            if self.closed:
+                self._fail(StaleConnection("connection closed by the target"))
+                return
             self._sent = True
             self._sent_ms = now_ms()
             self.transport.write(self._request.data)
-
-    def send(self, request: Request, timeout_s: float) -> asyncio.Future:
-        waiter = self.loop.create_future()
-        self.arm(request, self.loop.time() + timeout_s, waiter)
-        self.fire()
-        return waiter
 
     def _finish(self, reusable: bool) -> None:
         if self._waiter is None:   # already answered (or failed)
@@ -183,7 +182,6 @@ class _Connection(asyncio.Protocol):
             body = b"".join(self._body)[:READ_LIMIT]
             waiter.set_result(Response(self._sent_ms, self._parser.get_status_code(),
                                        self._headers, body))
-        self.used = True
         if not reusable:
             self._close()
 
@@ -220,52 +218,63 @@ class Client:
         self._batches: dict[int, list] = {}   # fire ms -> requests to send then
         self._tls = ssl.create_default_context(cafile=certifi.where())
 
-    async def request(self, request: Request, timeout_s: float) -> Response:
-        """The answer, or TimeoutError / ConnectionError / ssl.SSLError / OSError."""
-        origin = request.origin
+    async def reserve(self, origin: tuple, timeout_s: float) -> _Connection | None:
+        """A connection ready for a call to be sent later: an idle one of the
+        origin or a new one. None when connecting failed: the call meets that
+        error itself, at its time."""
         connection = self._take(origin)
         if connection is not None:
-            try:
-                response = await connection.send(request, timeout_s)
-                self._give_back(origin, connection)
-                return response
-            except StaleConnection:
-                pass   # the target closed it as we wrote: once more on a new one
-        connection = await self._connect(origin, self.loop.time() + timeout_s)
-        response = await connection.send(request, timeout_s)
-        self._give_back(origin, connection)
-        return response
+            return connection
+        try:
+            return await self._connect(origin, self.loop.time() + timeout_s)
+        except (OSError, TimeoutError, ssl.SSLError):
+            return None
 
-    async def request_at(self, request: Request, at_ms: int, timeout_s: float) -> Response:
-        """Like ``request``, sent at ``at_ms`` (epoch ms). A connection is
-        made ready now, and one timer writes every request due at the same
-        millisecond in a single pass: a second's burst of fires leaves
-        within a few milliseconds rather than one task step after another."""
-        origin = request.origin
-        connection = self._take(origin)
-        if connection is None:
-            try:
-                connection = await self._connect(origin, self.loop.time() + timeout_s)
-                connection._reserved = True
-            except (OSError, TimeoutError, ssl.SSLError):
-                pass   # met and reported by the call itself, at its time
-        if connection is not None and at_ms > now_ms():
-            waiter = self.loop.create_future()
-            at = self.loop.time() + (at_ms / 1000 - time.time())
-            connection.arm(request, at + timeout_s, waiter)
-            self._batch(at_ms).append(connection)
-            try:
-                response = await waiter
-                self._give_back(origin, connection)
-                return response
-            except StaleConnection:
-                pass
-        elif connection is not None:
+    def release(self, origin: tuple, connection: _Connection | None) -> None:
+        """A reserved connection whose call will not be made."""
+        if connection is not None:
             self._give_back(origin, connection)
+
+    async def request(self, request: Request, timeout_s: float) -> Response:
+        """Send ``request`` now."""
+        return await self.send(request, now_ms(), timeout_s)
+
+    async def send(self, request: Request, at_ms: int, timeout_s: float,
+                   connection: _Connection | None = None) -> Response:
+        """Write ``request`` at ``at_ms`` (epoch ms; at once if past) and
+        return the answer, or raise TimeoutError / ConnectionError /
+        ssl.SSLError / OSError. ``timeout_s`` runs from the send instant.
+
+        On ``connection`` when it is still open (reserved ahead: the write is
+        all that is left at the fire time), else on an idle or new one. One
+        timer writes every request due at the same millisecond in a single
+        pass: a second's burst leaves within a few milliseconds."""
+        origin = request.origin
+        if connection is None or connection.closed:
+            connection = self._take(origin)
+        if connection is not None:
+            try:
+                return await self._write(connection, request, at_ms, timeout_s)
+            except StaleConnection:
+                pass   # closed before the write: nothing was sent
         delay_ms = at_ms - now_ms()
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
-        return await self.request(request, timeout_s)
+        connection = await self._connect(origin, self.loop.time() + timeout_s)
+        return await self._write(connection, request, now_ms(), timeout_s)
+
+    async def _write(self, connection: _Connection, request: Request, at_ms: int,
+                     timeout_s: float) -> Response:
+        waiter = self.loop.create_future()
+        delay_s = at_ms / 1000 - time.time()
+        connection.arm(request, self.loop.time() + max(0.0, delay_s) + timeout_s, waiter)
+        if delay_s > 0:
+            self._batch(at_ms).append(connection)
+        else:
+            connection.fire()
+        response = await waiter
+        self._give_back(request.origin, connection)
+        return response
 
     def _batch(self, at_ms: int) -> list[_Connection]:
         batch = self._batches.get(at_ms)

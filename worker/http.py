@@ -20,9 +20,11 @@ from worker.retry import parse_retry_after
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"
 SKIPPED = "SKIPPED"
-# Not a recorded status: an attempt put back for later (a retry that found
-# another fire of its job running, under concurrency=forbid).
+# Not recorded statuses: an attempt put back for later (a retry that found
+# another fire of its job running, under concurrency=forbid), and a message
+# dropped because another message of the same attempt holds its mark.
 DEFERRED = "DEFERRED"
+DROPPED = "DROPPED"
 USER_AGENT = "jobsched/0.1"
 
 
@@ -36,6 +38,7 @@ class Outcome:
     error: str | None
     response_snippet: str | None
     retry_after_ms: int | None = None   # the target's Retry-After on a 429/503
+    marked: bool = False   # this worker holds the fire's mark (settled when acknowledged)
 
 
 def make_session(pool_size: int, deny: DenyList) -> requests.Session:
@@ -68,18 +71,16 @@ def prepare(msg: FireMessage) -> Request:
 
 
 async def call(client: Client, msg: FireMessage, request: Request, snippet_bytes: int,
-               at_ms: int | None = None) -> Outcome:
-    """Make the call, now or at ``at_ms`` (the request was prepared ahead)."""
+               at_ms: int, connection=None) -> Outcome:
+    """Make the call at ``at_ms`` (at once if past), on the connection
+    reserved for it if any."""
     spec = msg.spec
     timeout_s = spec.timeout_ms / 1000.0
-    started = now_ms() if at_ms is None else max(at_ms, now_ms())
+    started = max(at_ms, now_ms())
     try:
         # Redirects are not followed: a 3xx is reported, not chased to
         # wherever it points.
-        if at_ms is None:
-            response = await client.request(request, timeout_s)
-        else:
-            response = await client.request_at(request, at_ms, timeout_s)
+        response = await client.send(request, at_ms, timeout_s, connection)
         started = response.sent_ms
     except TimeoutError:
         return failed(msg, f"timeout after {spec.timeout_ms} ms", started)
@@ -101,6 +102,13 @@ def skipped(msg: FireMessage, reason: str) -> Outcome:
     """A fire that was not called, recorded as such (nothing silently dropped)."""
     now = now_ms()
     return Outcome(msg, now, now, SKIPPED, None, reason, None)
+
+
+def dropped(msg: FireMessage, reason: str) -> Outcome:
+    """A message not called and not recorded: another message of the same
+    fire attempt holds it (a duplicate), or the reaper handed it on."""
+    now = now_ms()
+    return Outcome(msg, now, now, DROPPED, None, reason, None)
 
 
 def deferred(msg: FireMessage) -> Outcome:

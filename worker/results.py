@@ -2,8 +2,8 @@
 
 The order is what makes delivery at-least-once: a message leaves the
 worker's in-flight list only after its execution row is committed, and a
-failed attempt's retry is scheduled in the same Redis transaction that
-removes it from the in-flight list. While the
+failed attempt's retry is scheduled (and the fire's mark set to "done") in
+the same Redis transaction that removes it from the in-flight list. While the
 database is down, results wait here (bounded queue: a full queue blocks the
 call threads, which stops the worker from taking new work) and the write is
 retried with backoff. The queue itself is unbounded: the worker stops
@@ -17,14 +17,13 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from common.message import ATLEAST_ONCE
 from common.metrics import MetricsRecorder
 from common.models import Alert, Execution
 from common.redisstore import RedisStore
@@ -32,7 +31,7 @@ from common.settings import Settings
 from common.timeutil import now_ms
 from worker import streaks
 from worker.alerts import WebhookSender, failure_alert, payload
-from worker.http import DEFERRED, FAILED, SKIPPED, Outcome
+from worker.http import DEFERRED, DROPPED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,7 @@ class Recorded:
     outcome: Outcome
     final: bool                       # a failure with no retry after it
     retry_at_ms: int | None = None    # when the next attempt is due
+    alerts: tuple = ()                # alert rows written with it
 
 
 def decide(outcome: Outcome, settings: Settings, rand=random.random) -> Recorded:
@@ -56,6 +56,8 @@ def decide(outcome: Outcome, settings: Settings, rand=random.random) -> Recorded
         return Recorded(outcome, final=False, retry_at_ms=outcome.finished_ms + DEFER_MS)
     if outcome.status != FAILED or msg.skip:
         return Recorded(outcome, final=False)
+    if msg.lost:   # an at-most-once call whose worker stopped: never made again
+        return Recorded(outcome, final=True)
     if not will_retry(outcome.status, spec.type, msg.attempt, spec.max_retries):
         return Recorded(outcome, final=True)
     delay = retry_delay_ms(msg.attempt, spec.retry_backoff_ms, settings.retry_max_backoff_ms,
@@ -75,6 +77,14 @@ def execution_row(recorded: Recorded, worker_id: str) -> dict:
         "response_snippet": outcome.response_snippet, "worker_id": worker_id,
         "final": recorded.final,
     }
+
+
+def _mark_after(outcome: Outcome) -> str | None:
+    """What acknowledging does to the fire's mark: "done" (recorded), "clear"
+    (the same attempt runs later), None (not this worker's mark)."""
+    if not outcome.marked:
+        return None
+    return "clear" if outcome.status == DEFERRED else "done"
 
 
 class ResultWriter(threading.Thread):
@@ -119,25 +129,32 @@ class ResultWriter(threading.Thread):
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            messages = [o.message for o in batch]
-            try:
-                recorded = [decide(o, self.settings) for o in batch]
-                alerts = [(failure_alert(r.outcome, self.webhook_for(r.outcome.message.spec)),
-                           r.outcome) for r in recorded if r.final]
-                self._write(recorded, [a for a, _ in alerts])
-            except Exception:
-                # A bug must not lose fires: hand the batch back so the fires
-                # run again (a duplicate call, not a loss). ATMOST_ONCE
-                # messages left the in-flight list before their call and are
-                # never run twice: the hand-back skips them.
-                log.exception("result writer failed on a batch of %d; handing it back",
-                              len(batch))
-                self.on_done(messages)
-                self.store.hand_back(self.worker_id, [m.raw for m in messages])
-                continue
+            recorded = self._record(batch)
             self._ack(recorded)
-            self.on_done(messages)
-            self._report(recorded, alerts)
+            self.on_done([r.outcome.message for r in recorded])
+            self._report(recorded, [(a, r.outcome) for r in recorded for a in r.alerts])
+
+    def _record(self, batch: list[Outcome]) -> list[Recorded]:
+        """Decide and write a batch. A result that cannot be written at all
+        (a bug, data the database refuses) costs only itself: it is logged
+        and acknowledged without its row, never called again in a loop."""
+        try:
+            recorded = [self._decide(o) for o in batch]
+            self._write(recorded)
+            return recorded
+        except Exception:
+            if len(batch) > 1:   # one at a time, to find the bad one
+                return [r for o in batch for r in self._record([o])]
+            log.exception("the result of execution %s attempt %d cannot be recorded",
+                          batch[0].message.execution_id, batch[0].message.attempt)
+            return [Recorded(replace(batch[0], status=DROPPED), final=False)]
+
+    def _decide(self, outcome: Outcome) -> Recorded:
+        recorded = decide(outcome, self.settings)
+        if recorded.final:
+            alert = failure_alert(outcome, self.webhook_for(outcome.message.spec))
+            recorded = replace(recorded, alerts=(alert,))
+        return recorded
 
     def _report(self, recorded: list[Recorded], alerts: list[tuple[dict, Outcome]]) -> None:
         """After the batch is recorded and acknowledged: logs, alerts, metrics,
@@ -152,20 +169,18 @@ class ResultWriter(threading.Thread):
     def webhook_for(self, spec) -> str | None:
         return spec.alert_webhook or self.settings.alert_webhook
 
-    def _write(self, batch: list[Recorded], alerts: list[dict]) -> None:
+    def _write(self, batch: list[Recorded]) -> None:
         backoff = 0.1
         while True:
             try:
-                self._insert(batch, alerts)
+                self._insert(batch)
                 return
             except (IntegrityError, DataError):
                 # Permanent: retrying cannot help. Write rows one by one so a
                 # single bad row does not hold back the others.
                 if len(batch) > 1:
                     for one in batch:
-                        self._write([one], [a for a in alerts if
-                                            a["execution_id"] == one.outcome.message.execution_id
-                                            and one.final])
+                        self._write([one])
                     return
                 log.error("execution %s cannot be recorded; dropping its row",
                           batch[0].outcome.message.execution_id, exc_info=True)
@@ -177,9 +192,10 @@ class ResultWriter(threading.Thread):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    def _insert(self, batch: list[Recorded], alerts: list[dict]) -> None:
+    def _insert(self, batch: list[Recorded]) -> None:
         rows = [execution_row(r, self.worker_id) for r in batch
-                if r.outcome.status != DEFERRED]
+                if r.outcome.status not in (DEFERRED, DROPPED)]
+        alerts = [a for r in batch for a in r.alerts]
         if not rows:
             return
         with self.engine.begin() as conn:
@@ -188,40 +204,37 @@ class ResultWriter(threading.Thread):
                 conn.execute(insert(Alert), alerts)
 
     def _ack(self, batch: list[Recorded]) -> None:
-        # ATMOST_ONCE calls were acknowledged before the call; skip records
-        # (of any job type) are acknowledged here like ATLEAST_ONCE fires.
-        to_ack = [r.outcome.message for r in batch
-                  if r.outcome.message.spec.type == ATLEAST_ONCE or r.outcome.message.skip]
+        """Remove the messages from the in-flight list, settle their fires'
+        marks and schedule the retries, in one transaction."""
+        if not batch:
+            return
+        done = [(r.outcome.message, _mark_after(r.outcome)) for r in batch]
         retries = {(r.outcome.message.raw if r.outcome.status == DEFERRED
                     else r.outcome.message.next_attempt()): r.retry_at_ms
                    for r in batch if r.retry_at_ms is not None}
-        if not to_ack and not retries:
-            return
-        k = self.store.keys
-        inflight = k.inflight(self.worker_id)
         backoff = 0.1
         while True:
             try:
-                # One transaction: a retry is scheduled exactly when its failed
-                # attempt leaves the in-flight list.
-                pipe = self.store.client.pipeline(transaction=True)
-                for msg in to_ack:
-                    pipe.lrem(inflight, 1, msg.raw)
-                if retries:
-                    pipe.zadd(k.retry, retries)
-                pipe.execute()
-                return
+                found = self.store.acknowledge(self.worker_id, done, retries,
+                                               self.settings.fire_mark_ttl_ms)
+                break
             except RedisError as e:
-                log.warning("cannot acknowledge %d messages (%s); retrying", len(to_ack),
+                log.warning("cannot acknowledge %d messages (%s); retrying", len(done),
                             type(e).__name__)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+        for r, still_held in zip(batch, found):
+            if not still_held and r.outcome.status != DROPPED:
+                # The reaper (this worker looked dead) or a hand-back moved it
+                # on; the fire's mark now says done, so that message is dropped.
+                log.warning("execution %s attempt %d was no longer in flight when recorded",
+                            r.outcome.message.execution_id, r.outcome.message.attempt)
 
     def _measure(self, batch: list[Recorded]) -> None:
         m = self.metrics
         for recorded in batch:
             outcome, msg = recorded.outcome, recorded.outcome.message
-            if outcome.status == DEFERRED:
+            if outcome.status in (DEFERRED, DROPPED):
                 continue
             m.inc("jobsched_executions", status=outcome.status, type=msg.spec.type)
             if recorded.retry_at_ms is not None:
@@ -255,7 +268,7 @@ class ResultWriter(threading.Thread):
             self.webhooks.send(alert, payload(alert, outcome))
         for recorded in batch:
             outcome = recorded.outcome
-            if outcome.status == DEFERRED:
+            if outcome.status in (DEFERRED, DROPPED):
                 continue
             msg = outcome.message
             fields = {"job": msg.spec.id, "execution": msg.execution_id,

@@ -8,6 +8,12 @@ fires a little ahead of their time (JOBSCHED_DISPATCH_AHEAD_MS): the loop
 prepares each request at once and sends it at its fire time, so lateness
 does not depend on the hops in between.
 
+Just before its send instant each fire passes the gate (worker/gate.py): it
+is checked against its job as it is now (deleted or paused: recorded as
+skipped; edited: called as it is now) and its mark is taken, so no other
+message of the same attempt is ever called. A message leaves the in-flight
+list only once its result is recorded, whatever its type.
+
 At most ``worker_concurrency`` messages are in hand between pop and result;
 while the result writer holds ``result_buffer`` unwritten results (the
 database is down) no more are popped.
@@ -15,25 +21,28 @@ database is down) no more are popped.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import resource
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
-from common.message import ATMOST_ONCE, CONCURRENCY_FORBID, FireMessage
+from common.message import CONCURRENCY_FORBID, FireMessage, JobSpec
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from worker.alerts import WebhookSender
 from worker.client import Client
+from worker.gate import Gate
 from worker.heartbeat import Heartbeat
-from worker.http import Outcome, call, deferred, failed, prepare, skipped
+from worker.http import Outcome, call, deferred, dropped, failed, prepare, skipped
 from worker.results import ResultWriter
 from worker.watch import SystemWatch
 
@@ -43,10 +52,16 @@ POP_TIMEOUT_S = 1
 POP_BATCH = 100
 RUNNING_MARK_SLACK_MS = 30_000
 SWEEP_INTERVAL_S = 30.0
-# A message is never held longer than this for its fire time, whatever the
-# clocks say: a worker whose clock runs behind the dispatcher's must not sit
-# on fires.
-MAX_HOLD_MS = 2_000
+# A message is held for its fire time at most the dispatch-ahead time plus
+# this, whatever the clocks say: a worker whose clock runs behind the
+# dispatcher's must not sit on fires.
+CLOCK_SLACK_MS = 1_500
+REDIS_RETRY_S = 1.0
+# What a gate answer other than "go" (or a newer spec) means for the fire.
+NOT_CALLED = {"deleted": "skipped: the job was deleted before the call",
+              "paused": "skipped: the job was paused before the call"}
+LOST = ("the worker holding this at-most-once call stopped before recording it: the call "
+        "may or may not have reached the target, and is not made again")
 
 
 def _skip_reason(skip: dict) -> str:
@@ -71,9 +86,11 @@ class Worker:
         deny = settings.deny_list()
         self.loop = asyncio.new_event_loop()
         self.client = Client(deny, self.loop)
-        # Redis commands of a call (ack before an at-most-once call, the
-        # overlap mark) run here, off the loop.
+        self.max_hold_ms = settings.dispatch_ahead_ms + CLOCK_SLACK_MS
+        # Redis commands of a call (the gate, the overlap mark) run here,
+        # off the loop.
         self.redis_calls = ThreadPoolExecutor(4, thread_name_prefix="redis")
+        self.gate = Gate(self.loop, store, self.id, self._in_redis)
         self.metrics = MetricsRecorder()
         self.webhooks = WebhookSender(engine, deny, self.metrics, settings.webhook_secret,
                                       settings.webhook_attempts,
@@ -98,10 +115,13 @@ class Worker:
     # -- the popping (main) thread -------------------------------------------
     def run_forever(self) -> None:
         _raise_open_files_limit()
-        leftovers = self.store.requeue_own_leftovers(self.id)
-        if leftovers:
-            log.warning("worker %s: %d messages left by a previous run were redelivered",
-                        self.id, leftovers)
+        # What a previous process under this id held: handed on by its marks.
+        leftovers = self.store.release(self.id, self.store.inflight(self.id),
+                                       self.settings.fire_mark_ttl_ms)
+        if leftovers.total:
+            log.warning("worker %s: of the messages a previous run held, %d redelivered, "
+                        "%d at-most-once calls recorded as lost, %d duplicates dropped",
+                        self.id, leftovers.requeued, leftovers.lost, leftovers.dropped)
         self.heartbeat.beat()
         self.heartbeat.start()
         self.writer.start()
@@ -132,8 +152,7 @@ class Worker:
         try:
             raws = self.store.pop_ready(self.id, limit)
             if not raws:
-                raw = self.store.client.blmove(self.store.keys.ready, self.inflight,
-                                               POP_TIMEOUT_S, src="LEFT", dest="RIGHT")
+                raw = self.store.wait_ready(self.id, POP_TIMEOUT_S)
                 raws = [raw] if raw is not None else []
         except RedisError:
             log.warning("cannot pop from Redis; retrying", exc_info=True)
@@ -161,14 +180,15 @@ class Worker:
     def _sweep_stranded(self) -> None:
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         try:
-            listed = set(self.store.client.lrange(self.inflight, 0, -1))
+            listed = set(self.store.inflight(self.id))
             with self._in_hand_lock:
                 orphans = {raw for raw in listed if raw not in self._in_hand}
             stranded = orphans & self._suspects
             self._suspects = orphans - stranded
-            moved = self.store.hand_back(self.id, sorted(stranded))
-            if moved:
-                log.warning("handed back %d stranded in-flight messages", moved)
+            if stranded:
+                moved = self.store.release(self.id, sorted(stranded),
+                                           self.settings.fire_mark_ttl_ms)
+                log.warning("handed back %d stranded in-flight messages", moved.total)
         except RedisError:
             log.warning("in-flight sweep failed; will retry")
 
@@ -186,63 +206,95 @@ class Worker:
             except (ValueError, KeyError, TypeError):
                 # Not logged verbatim: a message carries the job's headers.
                 log.error("dropping a malformed message of %d bytes", len(raw))
-                await self._in_redis(self.store.client.lrem, self.inflight, 1, raw)
+                await self._in_redis(self.store.drop_malformed, self.id, raw)
                 self._done_raw(raw)
                 return
             if msg.skip:
                 self.writer.put(skipped(msg, _skip_reason(msg.skip)))
-                return
-            try:
-                request = prepare(msg)
-            except Exception as e:  # noqa: BLE001 - a request that cannot be built fails
-                self.writer.put(failed(msg, f"request failed: {e}"))
-                return
-            if msg.spec.type == ATMOST_ONCE:
-                # At-most-once: acknowledged before the call, never redelivered.
-                await self._in_redis(self.store.client.lrem, self.inflight, 1, raw)
-                self._done_raw(raw)
-            self.writer.put(await self._execute(msg, request))
+            elif msg.lost:
+                self.writer.put(failed(msg, LOST))
+            else:
+                self.writer.put(await self._execute(msg))
         except Exception:
-            # Handed back rather than left in flight under a live heartbeat
+            # Handed on rather than left in flight under a live heartbeat
             # (where nobody would ever run it).
-            log.exception("unexpected error handling a message; handing it back")
+            log.exception("unexpected error handling a message; handing it on")
             self._done_raw(raw)
             try:
-                await self._in_redis(self.store.hand_back, self.id, [raw])
+                await self._in_redis(self.store.release, self.id, [raw],
+                                     self.settings.fire_mark_ttl_ms)
             except RedisError:
-                log.warning("could not hand the message back; the sweep will")
+                log.warning("could not hand the message on; the sweep will")
         finally:
             with self._calls_changed:
                 self._calls -= 1
                 self._calls_changed.notify()
 
-    async def _execute(self, msg: FireMessage, request) -> Outcome:
-        snippet = self.settings.response_snippet_bytes
-        at_ms = min(msg.fire_ms, now_ms() + MAX_HOLD_MS)
-        if msg.spec.concurrency != CONCURRENCY_FORBID:
-            return await call(self.client, msg, request, snippet, at_ms)
-        hold_ms = at_ms - now_ms()
-        if hold_ms > 0:   # the overlap check belongs to the fire's own time
-            await asyncio.sleep(hold_ms / 1000)
-        # Overlap policy "forbid": skip this fire while another one of the
-        # job is being called. The mark expires after the call's timeout so a
-        # crashed worker cannot block the job for long.
-        expire_ms = 2 * msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
-        if not await self._in_redis(self.store.acquire_running, msg.spec.id,
-                                    msg.execution_id, expire_ms):
-            if msg.attempt > 1:
-                return deferred(msg)  # a retry waits its turn instead of ending its chain
-            return skipped(msg, "skipped: the previous execution is still running "
-                                "(concurrency=forbid)")
+    async def _execute(self, msg: FireMessage) -> Outcome:
+        at_ms = min(msg.fire_ms, now_ms() + self.max_hold_ms)
         try:
-            return await call(self.client, msg, request, snippet)
-        finally:
+            request = prepare(msg)
+        except Exception as e:  # noqa: BLE001 - a request that cannot be built fails
+            request, problem = None, e
+        # Connect while the fire waits for its time: the write is all that is left then.
+        reserved = request.origin if request else None
+        connection = (await self.client.reserve(reserved, msg.spec.timeout_ms / 1000)
+                      if reserved else None)
+        answer = await self._pass_gate(msg, at_ms)
+        if isinstance(answer, bytes):   # edited since it was queued: call it as it is now
+            msg = msg.with_spec(JobSpec.from_dict(json.loads(answer)))
             try:
-                await self._in_redis(self.store.release_running, msg.spec.id,
-                                     msg.execution_id)
+                request = prepare(msg)
+            except Exception as e:  # noqa: BLE001
+                request, problem = None, e
+        calling = answer == "go" or isinstance(answer, bytes)
+        if connection is not None and not (calling and request and request.origin == reserved):
+            self.client.release(reserved, connection)
+            connection = None
+        if answer in ("taken", "released"):
+            self.metrics.inc("jobsched_dropped_messages", reason=answer)
+            return dropped(msg, answer)
+        if answer in NOT_CALLED:
+            return replace(skipped(msg, NOT_CALLED[answer]), marked=True)
+        if request is None:
+            return replace(failed(msg, f"request failed: {problem}"), marked=True)
+        if msg.spec.concurrency == CONCURRENCY_FORBID:
+            # Overlap policy "forbid": not while another fire of the job is
+            # being called. The running mark expires after the call's
+            # timeout, so a crashed worker cannot block the job for long.
+            expire_ms = 2 * msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
+            if not await self._in_redis(self.store.acquire_running, msg.spec.id,
+                                        msg.execution_id, expire_ms):
+                self.client.release(request.origin, connection)
+                if msg.attempt > 1:   # a retry waits its turn instead of ending its chain
+                    return replace(deferred(msg), marked=True)
+                return replace(skipped(msg, "skipped: the previous execution is still "
+                                            "running (concurrency=forbid)"), marked=True)
+            try:
+                return replace(await self._call(msg, request, at_ms, connection), marked=True)
+            finally:
+                try:
+                    await self._in_redis(self.store.release_running, msg.spec.id,
+                                         msg.execution_id)
+                except RedisError:
+                    log.warning("could not clear the running mark of job %s; it expires",
+                                msg.spec.id)
+        return replace(await self._call(msg, request, at_ms, connection), marked=True)
+
+    async def _call(self, msg: FireMessage, request, at_ms: int, connection) -> Outcome:
+        return await call(self.client, msg, request, self.settings.response_snippet_bytes,
+                          at_ms, connection)
+
+    async def _pass_gate(self, msg: FireMessage, at_ms: int):
+        """The gate's answer for this fire; while Redis cannot be reached the
+        fire waits (unmarked, so not called), however late that makes it."""
+        while True:
+            try:
+                return await self.gate.enter(msg, at_ms)
             except RedisError:
-                log.warning("could not clear the running mark of job %s; it expires",
-                            msg.spec.id)
+                log.warning("cannot reach Redis to begin a call; retrying")
+                await asyncio.sleep(REDIS_RETRY_S)
+                at_ms = now_ms()
 
     def _in_redis(self, fn, *args):
         return self.loop.run_in_executor(self.redis_calls, fn, *args)

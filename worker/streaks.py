@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from common.message import JobSpec
 from common.models import Job
+from common.publish import publish
 from common.redisstore import RedisStore
 from worker.alerts import alert_row
 from worker.http import SUCCESS
@@ -49,7 +49,7 @@ def follow(store: RedisStore, engine: Engine, batch: list, webhook_for, now: int
 
 def disable_job(engine: Engine, store: RedisStore, job_id: str, now: int) -> bool:
     """Disable a job (database first, then Redis); False if it already was."""
-    with Session(engine) as session, session.begin():
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None or not job.enabled:
             return False
@@ -57,8 +57,7 @@ def disable_job(engine: Engine, store: RedisStore, job_id: str, now: int) -> boo
         job.version += 1
         job.updated_at_ms = now
         job.next_run_ms = None
-        spec_json, version = JobSpec.from_job(job).to_json(), job.version
-    store.upsert_job(job_id, spec_json, None, version)
+    publish(store, job, None)
     store.reset_streak(job_id)  # re-enabled later, it starts afresh
     log.warning("job %s disabled automatically after repeated failures", job_id)
     return True

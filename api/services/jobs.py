@@ -19,6 +19,7 @@ from common.errors import DependencyUnavailable, NotFound, ValidationError
 from common.logs import target_for_log
 from common.message import MISFIRE_FIRE_ONCE, FireMessage, JobSpec, execution_id
 from common.models import Execution, Job
+from common.publish import publish, unpublish
 from common.schedule import first_fire, fires_between, next_fire, timing_of, upcoming
 from common.timeutil import iso_ms, now_ms
 
@@ -29,6 +30,7 @@ MAX_PREVIEW = 100
 
 def _apply(job: Job, data: JobIn, services: Services, now: int) -> None:
     settings = services.settings
+    was = timing_of(job)
     deny = settings.deny_list()
     for field, url in (("api", data.api), ("alertWebhook", data.alertWebhook)):
         if url and deny.denies_literal_host(url):
@@ -59,21 +61,26 @@ def _apply(job: Job, data: JobIn, services: Services, now: int) -> None:
     job.end_at_ms = data.end_ms()
     job.run_at_ms = data.run_at_ms()
     job.updated_at_ms = now
-    job.next_run_ms = first_fire(timing_of(job), now) if job.enabled else None
+    if was != timing_of(job):
+        job.finished_at_ms = None   # a new timing may have fires again
+    _schedule(job, now)
+
+
+def _schedule(job: Job, now: int) -> None:
+    """The job's first fire from now, or finished if it has none left."""
+    if job.finished_at_ms is not None:
+        job.next_run_ms = None
+        return
+    job.next_run_ms = first_fire(timing_of(job), now)
+    if job.next_run_ms is None and job.enabled:
+        job.finished_at_ms = now
 
 
 def _publish(services: Services, job: Job) -> None:
-    """Second half of a write: put the committed job on the Redis schedule."""
-    spec_json = JobSpec.from_job(job).to_json()
+    """Second half of a write: put the committed job on the Redis schedule.
+    The next fire comes after any fire already claimed (common/publish.py)."""
     try:
-        for _ in range(5):
-            if services.store.upsert_job(job.id, spec_json, job.next_run_ms, job.version,
-                                         refuse_due=True) != -2:
-                return
-            # The fire computed before the commit is due by now and may have
-            # been claimed from the job's previous entry: take the next one.
-            job.next_run_ms = next_fire(timing_of(job), now_ms())
-        log.warning("job %s: could not publish a future next fire", job.id)
+        job.next_run_ms = publish(services.store, job, job.next_run_ms)
     except RedisError:
         log.warning("job %s saved but not yet scheduled (Redis unavailable); "
                     "the dispatcher's reconciler will schedule it", job.id, exc_info=True)
@@ -132,7 +139,7 @@ def set_enabled(services: Services, job_id: str, enabled: bool) -> dict:
     def change(job: Job, now: int) -> None:
         job.enabled = enabled
         job.updated_at_ms = now
-        job.next_run_ms = first_fire(timing_of(job), now) if enabled else None
+        _schedule(job, now)
     return _update(services, job_id, change)
 
 
@@ -145,7 +152,7 @@ def _update(services: Services, job_id: str, change) -> dict:
         was_enabled, paused_since = job.enabled, job.updated_at_ms
         change(job, now)
         job.version += 1
-        if job.enabled and not was_enabled:
+        if job.enabled and not was_enabled and job.finished_at_ms is None:
             _apply_misfire_on_resume(session, job, paused_since, now)
     _publish(services, job)
     log.info("job %s changed (version %d)", job.id, job.version)
@@ -158,20 +165,20 @@ def delete_job(services: Services, job_id: str) -> None:
         stored_id = job.id  # the database may match ids case-insensitively
         session.delete(job)
     try:
-        services.store.remove_job(stored_id)
+        unpublish(services.store, stored_id, now_ms())
     except RedisError:
         log.warning("job %s deleted but still in Redis; the reconciler removes it", stored_id)
     log.info("job %s deleted", stored_id)
 
 
 def run_now(services: Services, job_id: str) -> dict:
-    """Fire the job once, now, outside its schedule."""
+    """Fire the job once, now, outside its schedule (a paused job too)."""
     with services.unit_of_work() as session:
         job = find_job(session, job_id)
         stored_id, spec_json = job.id, JobSpec.from_job(job).to_json()
     fire_ms = now_ms()
     try:
-        services.store.enqueue(FireMessage.encode(spec_json, fire_ms))
+        services.store.enqueue(FireMessage.encode(spec_json, fire_ms, manual=True))
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e
     log.info("job %s run on request", stored_id)
@@ -189,20 +196,20 @@ def next_runs(services: Services, job_id: str, count: int) -> dict:
 def get_job(services: Services, job_id: str) -> dict:
     with services.unit_of_work() as session:
         job = find_job(session, job_id)
-    return job_view(job, _live_next_runs(services, [job]).get(job.id))
+    return view(job, live_state(services, [job]).get(job.id))
 
 
 def list_jobs(services: Services, limit: int, cursor: str | None, enabled: bool | None,
               name: str | None) -> dict:
     page = page_of_jobs(services, limit, cursor, enabled, name)
-    return {"jobs": [job_view(job, page.next_runs.get(job.id)) for job in page.jobs],
+    return {"jobs": [view(job, page.live.get(job.id)) for job in page.jobs],
             "nextCursor": page.next_cursor}
 
 
 @dataclass
 class JobsPage:
     jobs: list[Job]
-    next_runs: dict[str, int | None]   # live, from the Redis schedule
+    live: dict[str, LiveState]
     next_cursor: str | None
 
 
@@ -221,7 +228,7 @@ def page_of_jobs(services: Services, limit: int, cursor: str | None, enabled: bo
     with services.unit_of_work() as session:
         jobs = session.scalars(query).all()
     page, more = jobs[:limit], len(jobs) > limit
-    return JobsPage(page, _live_next_runs(services, page),
+    return JobsPage(page, live_state(services, page),
                     pagination.encode([page[-1].created_at_ms, page[-1].id]) if more else None)
 
 
@@ -238,6 +245,12 @@ def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now:
         missed = fires_between(timing, paused_since, missed.last - 1)
         if not missed.count:
             return
+    else:
+        # A one-time job's first fire is its instant even when past: here it
+        # was missed, and skipped with the others.
+        job.next_run_ms = next_fire(timing, now)
+        if job.next_run_ms is None:
+            job.finished_at_ms = now
     session.add(Execution(
         execution_id=execution_id(job.id, missed.first), job_id=job.id, attempt=0,
         redelivered=False, scheduled_at_ms=missed.first, started_at_ms=now,
@@ -255,15 +268,39 @@ def find_job(session: Session, job_id: str, lock: bool = False) -> Job:
     return job
 
 
-def _live_next_runs(services: Services, jobs: list[Job]) -> dict[str, int | None]:
-    """The dispatcher moves fires along in Redis; the database keeps the first."""
-    enabled = [job for job in jobs if job.enabled]
-    if not enabled:
+@dataclass(frozen=True)
+class LiveState:
+    """What Redis knows ahead of the database: the next fire the dispatcher
+    moved the job to, and whether its last fire was claimed."""
+
+    next_run_ms: int | None
+    finished_ms: int | None
+
+
+def live_state(services: Services, jobs: list[Job]) -> dict[str, LiveState]:
+    if not jobs:
         return {}
+    k, ids = services.store.keys, [job.id for job in jobs]
     try:
-        scores = services.store.client.zmscore(services.store.keys.schedule,
-                                               [job.id for job in enabled])
+        pipe = services.store.client.pipeline(transaction=False)
+        pipe.zmscore(k.schedule, ids)
+        pipe.hmget(k.finished, ids)
+        scores, finished = pipe.execute()
     except RedisError:
-        return {job.id: job.next_run_ms for job in enabled}
-    return {job.id: int(score) if score is not None else None
-            for job, score in zip(enabled, scores)}
+        return {job.id: LiveState(job.next_run_ms, job.finished_at_ms) for job in jobs}
+    state = {}
+    for job, score, done in zip(jobs, scores, finished):
+        finished_ms = job.finished_at_ms
+        if finished_ms is None and done is not None:
+            version, last = map(int, done.decode().split(":"))
+            if version == job.version:
+                finished_ms = last
+        nxt = int(score) if score is not None and job.enabled else None
+        state[job.id] = LiveState(nxt, finished_ms)
+    return state
+
+
+def view(job: Job, live: LiveState | None) -> dict:
+    if live is None:
+        return job_view(job, None)
+    return job_view(job, live.next_run_ms, live.finished_ms)

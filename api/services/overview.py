@@ -7,7 +7,6 @@ from sqlalchemy import select
 from api.services import Services
 from api.services import jobs as job_service
 from api.services.schedules import describe, next_fires
-from api.views import job_view
 from common.models import Execution
 from common.schedule import timing_of
 from common.timeutil import iso_ms, now_ms
@@ -27,9 +26,10 @@ def job_overview(services: Services, limit: int, cursor: str | None, enabled: bo
     rows = []
     for job in page.jobs:
         timing = timing_of(job)
-        rows.append({**job_view(job, page.next_runs.get(job.id)),
-                     "scheduleDescription": describe(timing),
-                     "nextRuns": next_fires(timing, now, PREVIEW_FIRES) if job.enabled else [],
+        shown = job_service.view(job, page.live.get(job.id))
+        rows.append({**shown, "scheduleDescription": describe(timing),
+                     "nextRuns": next_fires(timing, now, PREVIEW_FIRES)
+                     if shown["state"] == "active" else [],
                      **_figures(recent[job.id])})
     return {"jobs": rows, "nextCursor": page.next_cursor}
 

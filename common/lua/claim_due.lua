@@ -6,15 +6,20 @@
 -- next leader reschedules whatever is left in `pending`.
 -- A fire later than the misfire grace is not queued when its job's misfire
 -- policy is "skip" (the dispatcher records it as skipped instead).
+-- Each claimed fire is remembered in `claimed` for a while, so that an edit
+-- racing the claim cannot schedule the same fire again (publish_job.lua).
 -- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready  KEYS[5] jobs
+-- KEYS[6] claimed
 -- ARGV[1] leader id (fencing token)  ARGV[2] now (epoch ms)  ARGV[3] max jobs
 -- ARGV[4] misfire grace (ms)  ARGV[5] claim fires due up to this (epoch ms)
+-- ARGV[6] how long a claimed fire is remembered after its time (ms)
 -- Returns -1 when the caller does not hold the lease, else a flat array
 -- {job id, fire ms, spec json, queued (1) or skipped (0), ...}.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
 local now, grace = tonumber(ARGV[2]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - tonumber(ARGV[6])))
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[5], 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -36,6 +41,7 @@ for i = 1, #due, 2 do
       messages[#messages + 1] = '{"r":0,"t":' .. fire .. ',"a":1,"spec":' .. spec .. '}'
     end
     redis.call('ZADD', KEYS[3], fire, id)
+    redis.call('ZADD', KEYS[6], fire, id)
     out[#out + 1] = id
     out[#out + 1] = fire
     out[#out + 1] = spec

@@ -2,8 +2,11 @@
 -- the records of fires skipped by misfire policy, in one atomic step.
 -- A job is rescheduled only if it is still pending with the fire time this
 -- dispatcher claimed: if the API replaced the job meanwhile, the API's own
--- schedule entry wins.
--- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready
+-- schedule entry wins. A job with no further fire is recorded in `finished`
+-- (its version and that last fire) until the database says so: no reconcile
+-- pass may then put the fire back.
+-- KEYS[1] leader  KEYS[2] schedule  KEYS[3] pending  KEYS[4] ready  KEYS[5] jobs
+-- KEYS[6] finished
 -- ARGV[1] leader id  ARGV[2] number of triples N
 -- then N triples: job id, claimed fire ms, next fire ms ('' = no further fire)
 -- then skip-record messages to push onto the ready list.
@@ -21,6 +24,12 @@ for i = 3, 2 + 3 * n, 3 do
     if nxt ~= '' then
       redis.call('ZADD', KEYS[2], nxt, id)
       done = done + 1
+    else
+      local spec = redis.call('HGET', KEYS[5], id)
+      local version = spec and string.match(spec, '^{"v":(%d+)')
+      if version then
+        redis.call('HSET', KEYS[6], id, version .. ':' .. claimed)
+      end
     end
   end
 end

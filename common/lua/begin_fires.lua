@@ -1,0 +1,49 @@
+-- Just before a worker sends a batch of calls that share a send instant:
+-- check each fire against its job as it is now, and take the fire's mark,
+-- so that at most one call per (execution id, attempt) leaves the system.
+-- Per fire, in order:
+--  'released' the message is no longer in this worker's in-flight list (the
+--             reaper handed it on while this worker was stalled): not called;
+--  'taken'    another message of the same fire holds the mark (or held it
+--             and was recorded): a duplicate, dropped unrecorded;
+--  'deleted'  the job was deleted (no spec while the schedule is built);
+--  'paused'   the job was paused since the fire was queued (unless the fire
+--             was asked for by a user: run now, replay);
+--  'go'       marked: call it as queued;
+--  a spec     marked: the job was edited since, call it as it is now.
+-- 'deleted' and 'paused' take the mark too: the fire is settled, as skipped.
+-- KEYS[1] jobs  KEYS[2] initialized  KEYS[3] inflight:<worker>
+-- KEYS[3+i] the mark of fire i
+-- ARGV[1] worker id  ARGV[2] mark time-to-live while calling (ms)
+-- then per fire, four values: message, job id, version of the message's
+-- spec, '1' if asked for by a user
+local out = {}
+local initialized = redis.call('EXISTS', KEYS[2]) == 1
+for i = 1, #KEYS - 3 do
+  local base = 2 + (i - 1) * 4
+  local message, id = ARGV[base + 1], ARGV[base + 2]
+  local version, manual = tonumber(ARGV[base + 3]), ARGV[base + 4] == '1'
+  local mark = KEYS[3 + i]
+  local result
+  if not redis.call('LPOS', KEYS[3], message) then
+    result = 'released'
+  elseif redis.call('EXISTS', mark) == 1 then
+    result = 'taken'
+  else
+    local spec = redis.call('HGET', KEYS[1], id)
+    if not spec then
+      -- Redis lost its data and the schedule is being rebuilt: the job may
+      -- well exist; the fire runs as queued.
+      result = initialized and 'deleted' or 'go'
+    elseif tonumber(string.match(spec, '^{"v":(%d+)')) <= version then
+      result = 'go'
+    elseif cjson.decode(spec)['enabled'] == false and not manual then
+      result = 'paused'
+    else
+      result = spec
+    end
+    redis.call('SET', mark, ARGV[1], 'PX', ARGV[2])
+  end
+  out[i] = result
+end
+return out

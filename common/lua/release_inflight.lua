@@ -1,0 +1,58 @@
+-- Give up a worker's hold on in-flight messages: the worker died (its
+-- heartbeat expired), restarted under the same id, or could not finish them.
+-- Each message still in the in-flight list goes by its fire's mark:
+--  * no mark (never called): back to the head of the ready list, its
+--    redelivery counter "r" plus one;
+--  * marked by this worker (it may have called): an ATLEAST_ONCE fire goes
+--    back too, with its mark cleared (the duplicate at-least-once allows,
+--    with the same execution id); an ATMOST_ONCE fire is never called
+--    again: a lost record (written as FAILED) takes its place and the mark
+--    says done;
+--  * marked by another worker, or done: another message of the fire holds
+--    it; this one is dropped.
+-- Records (skip, lost) are never called: they always go back.
+-- KEYS[1] heartbeat  KEYS[2] inflight  KEYS[3] ready  KEYS[4] workers  KEYS[5] leader
+-- KEYS[5+i] the mark of message i
+-- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
+-- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
+-- then per message, two values: the message (which starts {"r":<n>,) and
+-- its kind: 'L' ATLEAST_ONCE, 'M' ATMOST_ONCE, 'R' a record
+-- Returns {requeued, lost, dropped}, -1 without the lease, -2 while the
+-- worker's heartbeat is alive.
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[5]) ~= ARGV[2] then
+    return -1
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return -2
+  end
+end
+local requeued, lost, dropped = 0, 0, 0
+for i = 1, #KEYS - 5 do
+  local message, kind = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if redis.call('LREM', KEYS[2], 1, message) == 1 then
+    local n, rest = string.match(message, '^{"r":(%d+),(.*)$')
+    local mark = KEYS[5 + i]
+    local holder = kind ~= 'R' and redis.call('GET', mark)
+    if not n then
+      dropped = dropped + 1   -- not a message of ours: nothing to hand on
+    elseif holder and holder ~= ARGV[1] then
+      dropped = dropped + 1
+    elseif holder and kind == 'M' then
+      redis.call('SET', mark, 'done', 'PX', ARGV[3])
+      -- LPUSH: redelivered work goes to the head, it is already late.
+      redis.call('LPUSH', KEYS[3], '{"r":' .. n .. ',"lost":1,' .. rest)
+      lost = lost + 1
+    else
+      if holder then
+        redis.call('DEL', mark)
+      end
+      redis.call('LPUSH', KEYS[3], '{"r":' .. (tonumber(n) + 1) .. ',' .. rest)
+      requeued = requeued + 1
+    end
+  end
+end
+if ARGV[2] ~= '' and redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[1])
+end
+return {requeued, lost, dropped}

@@ -1,0 +1,15 @@
+-- Take a deleted job out of Redis and leave a tombstone: a slower write of
+-- the job (an edit racing the delete, a reconcile pass that read the row
+-- before) finds it and writes nothing. Queued fires find the spec gone and
+-- are skipped by the worker (begin_fires.lua).
+-- KEYS[1] jobs  KEYS[2] schedule  KEYS[3] pending  KEYS[4] claimed  KEYS[5] finished
+-- KEYS[6] deleted
+-- ARGV[1] job id  ARGV[2] now (epoch ms)
+local id = ARGV[1]
+redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+redis.call('ZADD', KEYS[6], ARGV[2], id)
+return 1

@@ -1,0 +1,73 @@
+"""The last step before a call: each fire checked against its job as it is
+now, and its mark taken (common/lua/begin_fires.lua), so that a job deleted,
+paused or edited a moment ago is honoured and at most one call per
+(execution id, attempt) leaves the system.
+
+Fires that share a send instant are checked in one round trip, a few
+milliseconds before that instant (the lead follows how long recent checks
+took), so the check costs neither a round trip per call nor lateness.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+from common.message import FireMessage
+from common.redisstore import RedisStore
+
+MIN_LEAD_MS = 5
+MAX_LEAD_MS = 50
+CHUNK = 500   # fires per script call: one call must not hold Redis long
+
+Answer = str | bytes   # see RedisStore.begin_fires
+
+
+class Gate:
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: RedisStore, worker_id: str,
+                 in_redis: Callable[..., Awaitable]):
+        self.loop = loop
+        self.store = store
+        self.worker_id = worker_id
+        self.in_redis = in_redis   # runs a blocking Redis call off the loop
+        self.lead_ms = float(MIN_LEAD_MS)
+        # send instant (epoch ms; None: as soon as possible) -> fires waiting
+        self._waiting: dict[int | None, list[tuple[FireMessage, asyncio.Future]]] = {}
+
+    async def enter(self, msg: FireMessage, at_ms: int) -> Answer:
+        """Wait until just before ``at_ms``, then check and mark the fire.
+        Raises RedisError when Redis cannot be reached."""
+        delay_s = (at_ms - self.lead_ms) / 1000 - time.time()
+        key = at_ms if delay_s > 0 else None
+        batch = self._waiting.get(key)
+        if batch is None:
+            batch = self._waiting[key] = []
+            if key is None:
+                self.loop.call_soon(self._flush, key)
+            else:
+                self.loop.call_later(delay_s, self._flush, key)
+        waiter = self.loop.create_future()
+        batch.append((msg, waiter))
+        return await waiter
+
+    def _flush(self, key: int | None) -> None:
+        batch = self._waiting.pop(key, [])
+        for i in range(0, len(batch), CHUNK):
+            self.loop.create_task(self._check(batch[i:i + CHUNK]))
+
+    async def _check(self, batch: list[tuple[FireMessage, asyncio.Future]]) -> None:
+        started = time.monotonic()
+        try:
+            answers = await self.in_redis(self.store.begin_fires, self.worker_id,
+                                          [msg for msg, _ in batch])
+        except Exception as e:   # each waiter gets the error, so each call handles it
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(e)
+            return
+        took_ms = (time.monotonic() - started) * 1000
+        # Lead: twice the recent checks' time, so the next batch is checked in time.
+        self.lead_ms = min(MAX_LEAD_MS, max(MIN_LEAD_MS, 0.8 * self.lead_ms + 0.4 * took_ms))
+        for (_, waiter), answer in zip(batch, answers):
+            if not waiter.done():
+                waiter.set_result(answer)
