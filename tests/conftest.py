@@ -143,6 +143,11 @@ def system(servers, tmp_path_factory, request):
 
 def pytest_terminal_summary(terminalreporter):
     from tests.faults import REPORT
+    from tests.test_history import REPORT as HISTORY
+    for backend, seed, table in HISTORY:
+        terminalreporter.section(f"fire history checker: {backend}, seed {seed}")
+        for line in table.splitlines():
+            terminalreporter.write_line(line)
     if not REPORT:
         return
     write = terminalreporter.write_line

@@ -44,6 +44,7 @@ class Received:
     headers: dict
     body: bytes
     arrived_ms: int
+    answered_ms: int | None = None   # set once the answer was written
 
     @property
     def scheduled_ms(self) -> int:
@@ -104,6 +105,7 @@ class Target:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                record.answered_ms = time.time_ns() // 1_000_000
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -118,6 +120,11 @@ class Target:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def in_progress(self) -> list[Received]:
+        """Requests received and not answered yet."""
+        with self.lock:
+            return [r for r in self.requests if r.answered_ms is None]
 
     def received(self, path_prefix: str | None = None) -> list[Received]:
         with self.lock:

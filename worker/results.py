@@ -110,10 +110,13 @@ class ResultWriter(threading.Thread):
         """Results waiting to be written."""
         return self.queue.qsize()
 
-    def stop(self) -> None:
-        """Write and acknowledge everything queued, then end the thread."""
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Write and acknowledge everything queued, then end the thread;
+        False if that did not happen within ``timeout_s`` (the database or
+        Redis is gone): what is left stays in flight, for the reaper."""
         self._stopping.set()
-        self.join()
+        self.join(timeout_s)
+        return not self.is_alive()
 
     def run(self) -> None:
         while True:

@@ -57,6 +57,9 @@ SWEEP_INTERVAL_S = 30.0
 # dispatcher's must not sit on fires.
 CLOCK_SLACK_MS = 1_500
 REDIS_RETRY_S = 1.0
+# On SIGTERM, how long recording what is left may take (the database or
+# Redis may be gone for good, as when everything is stopped at once).
+STOP_WRITE_S = 15.0
 # What a gate answer other than "go" (or a newer spec) means for the fire.
 NOT_CALLED = {"deleted": "skipped: the job was deleted before the call",
               "paused": "skipped: the job was paused before the call"}
@@ -214,7 +217,11 @@ class Worker:
             elif msg.lost:
                 self.writer.put(failed(msg, LOST))
             else:
-                self.writer.put(await self._execute(msg))
+                outcome = await self._execute(msg)
+                if outcome is None:   # left in flight, untouched, for the reaper
+                    self._done_raw(raw)
+                else:
+                    self.writer.put(outcome)
         except Exception:
             # Handed on rather than left in flight under a live heartbeat
             # (where nobody would ever run it).
@@ -230,7 +237,7 @@ class Worker:
                 self._calls -= 1
                 self._calls_changed.notify()
 
-    async def _execute(self, msg: FireMessage) -> Outcome:
+    async def _execute(self, msg: FireMessage) -> Outcome | None:
         at_ms = min(msg.fire_ms, now_ms() + self.max_hold_ms)
         try:
             request = prepare(msg)
@@ -241,6 +248,9 @@ class Worker:
         connection = (await self.client.reserve(reserved, msg.spec.timeout_ms / 1000)
                       if reserved else None)
         answer = await self._pass_gate(msg, at_ms)
+        if answer is None:
+            self.client.release(reserved, connection)
+            return None
         if isinstance(answer, bytes):   # edited since it was queued: call it as it is now
             msg = msg.with_spec(JobSpec.from_dict(json.loads(answer)))
             try:
@@ -287,11 +297,14 @@ class Worker:
 
     async def _pass_gate(self, msg: FireMessage, at_ms: int):
         """The gate's answer for this fire; while Redis cannot be reached the
-        fire waits (unmarked, so not called), however late that makes it."""
+        fire waits (unmarked, so not called), however late that makes it,
+        until the worker stops (None: it stays in flight for the reaper)."""
         while True:
             try:
                 return await self.gate.enter(msg, at_ms)
             except RedisError:
+                if self.stop_event.is_set():
+                    return None
                 log.warning("cannot reach Redis to begin a call; retrying")
                 await asyncio.sleep(REDIS_RETRY_S)
                 at_ms = now_ms()
@@ -310,7 +323,10 @@ class Worker:
         self.loop.call_soon_threadsafe(self.loop.stop)
         calls.join()
         self.redis_calls.shutdown(wait=True)
-        self.writer.stop()
+        if not self.writer.stop(STOP_WRITE_S):
+            log.warning("worker %s: %d results could not be recorded before stopping; their "
+                        "messages stay in flight and are handed on by the reaper", self.id,
+                        self.writer.backlog())
         self.webhooks.close()
         self.heartbeat.stop()
         log.info("worker %s stopped", self.id)
