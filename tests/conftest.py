@@ -109,8 +109,10 @@ class System:
                    if self.redis.exists(self.keys.heartbeat(w.decode())))
 
     def stop(self):
-        self.procs.stop_all()
-        self.redis.close()
+        try:
+            self.procs.stop_all()
+        finally:
+            self.redis.close()
 
 
 @pytest.fixture
@@ -153,10 +155,10 @@ def pytest_terminal_summary(terminalreporter):
     write = terminalreporter.write_line
     terminalreporter.section("fault injection: fires per scenario")
     write(f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
-          f"{'unrecorded':>12}")
+          f"{'unrecorded':>12}{'early':>7}")
     for name, t in REPORT:
         write(f"{name:<28}{t.expected:>10}{t.executed:>10}{t.duplicated:>12}{t.lost:>6}"
-              f"{t.unrecorded:>12}")
+              f"{t.unrecorded:>12}{t.early:>7}")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -1,9 +1,14 @@
 """Fault-injection helpers: a TCP proxy that can make a server unreachable,
-and the accounting of fires (expected / executed / duplicated / lost)."""
+killing a worker while it verifiably holds a call on the wire, and the
+accounting of fires (expected / executed / duplicated / lost / early) and of
+their rows."""
 from __future__ import annotations
 
+import signal
 import socket
 import threading
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, create_engine, text
@@ -81,36 +86,79 @@ class TcpProxy:
 class Tally:
     expected: int = 0      # scheduled fires in the observed window
     executed: int = 0      # fires that reached the target at least once
-    duplicated: int = 0    # extra deliveries of the same fire and attempt
+    duplicated: int = 0    # calls of a fire beyond its first (any attempt)
     lost: int = 0          # expected fires never executed
     unrecorded: int = 0    # executed fires with no row in the database
+    early: int = 0         # calls that arrived before their scheduled instant
 
     def add(self, other: "Tally") -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def tally_every_second(received, first_ms: int, last_ms: int) -> Tally:
-    """Account the fires of one every-second job between two scheduled instants."""
+def tally_every_second(received, first_ms: int, last_ms: int,
+                       failing_attempts: int = 0) -> Tally:
+    """Account the fires of one every-second job between two scheduled
+    instants. ``failing_attempts``: calls a fire is meant to take before one
+    succeeds (a flaky target); any call beyond those is a duplicate."""
     expected = set(range(first_ms, last_ms + 1, 1000))
-    deliveries: dict[tuple[int, str], int] = {}
+    calls: dict[int, int] = defaultdict(int)
+    early = 0
     for r in received:
         if first_ms <= r.scheduled_ms <= last_ms:
-            key = (r.scheduled_ms, r.headers["X-Jobsched-Attempt"])
-            deliveries[key] = deliveries.get(key, 0) + 1
-    executed = {fire for fire, _ in deliveries}
-    return Tally(expected=len(expected), executed=len(executed & expected),
-                 duplicated=sum(n - 1 for n in deliveries.values()),
-                 lost=len(expected - executed))
+            calls[r.scheduled_ms] += 1
+            early += r.arrived_ms < r.scheduled_ms
+    return Tally(expected=len(expected), executed=len(set(calls) & expected),
+                 duplicated=sum(max(0, n - 1 - failing_attempts) for n in calls.values()),
+                 lost=len(expected - set(calls)), early=early)
+
+
+def kill_worker_mid_call(system, target, name: str, kind: str | None = None) -> set[str]:
+    """SIGKILL a worker that verifiably holds a call on the wire: stopped
+    (SIGSTOP), its in-flight list read, and killed only if the target is
+    answering one of those calls right now (of a job of type ``kind``, if
+    given). Returns the execution ids it held: only these may be called again."""
+    from common.message import FireMessage
+    proc = system.procs.procs[name]
+    inflight = system.keys.inflight(f"{system.backend.prefix}{name}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        proc.send_signal(signal.SIGSTOP)
+        held = {m.execution_id: m.spec.type for m in
+                map(FireMessage.decode, system.redis.lrange(inflight, 0, -1))}
+        on_the_wire = {r.headers["X-Jobsched-Execution-Id"] for r in target.in_progress()}
+        if any(e in held and (kind is None or held[e] == kind) for e in on_the_wire):
+            system.procs.kill(name)
+            return set(held)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"{name} never held a call on the wire")
 
 
 def recorded_execution_ids(database_url: str, job_ids: list[str]) -> set[str]:
+    return set(rows_by_fire(database_url, job_ids))
+
+
+@dataclass(frozen=True)
+class RowSeen:
+    attempt: int
+    status: str
+    error: str | None
+    redelivered: bool
+    final: bool
+
+
+def rows_by_fire(database_url: str, job_ids: list[str]) -> dict[str, list[RowSeen]]:
+    """Each recorded fire's rows, by execution id, in attempt order."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            query = text("SELECT DISTINCT execution_id FROM executions WHERE job_id IN :ids")
+            query = text("SELECT execution_id, attempt, status, error, redelivered, final "
+                         "FROM executions WHERE job_id IN :ids ORDER BY attempt, id")
             query = query.bindparams(bindparam("ids", expanding=True))
-            rows = conn.execute(query, {"ids": job_ids})
-            return {r[0] for r in rows}
+            found = defaultdict(list)
+            for r in conn.execute(query, {"ids": job_ids}):
+                found[r[0]].append(RowSeen(r[1], r[2], r[3], bool(r[4]), bool(r[5])))
+            return dict(found)
     finally:
         engine.dispose()

@@ -12,17 +12,20 @@ This is the definition of jobsched's semantics, rule by rule:
 - every scheduled fire of an enabled ATLEAST_ONCE job (overlap "allow") is
   called, from the first fire after the edit's answer plus the
   dispatch-ahead time (fires up to then may have been claimed under the
-  previous definition) until the next operation on the job;
+  previous definition) until the next operation on the job; a fire that was
+  late enough for a pause or delete invoked before its call to catch it may
+  instead be recorded as skipped for that reason;
 - one call per execution id: a duplicate is allowed only for a fire the
   killed worker held (at-least-once), never for ATMOST_ONCE;
-- a one-time job is called for at most one scheduled fire;
+- a one-time job is called only at the instants (runAt) it was given, each
+  once;
 - never early: no call arrives before its scheduled instant;
 - overlap "forbid": calls of a job never overlap;
 - every call made is recorded (one row per attempt), except the calls of a
   killed worker that it had not recorded yet.
 
 A call's start is when the worker wrote it (its row's startedAt), or its
-arrival at the target if it has no row.
+arrival at the target if it has no row of its own.
 """
 from __future__ import annotations
 
@@ -134,18 +137,22 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
     definitions = {(op.job, op.gen): op.view for op in ops if op.ok and op.gen is not None}
     manual = {op.manual for op in ops if op.manual}
     held = set().union(*(f.held for f in faults if f.kind == "worker"))
+    calls_of: dict[str, list[Call]] = defaultdict(list)
+    per_attempt: dict[tuple[str, int], int] = defaultdict(int)
+    for call in calls:
+        calls_of[call.job].append(call)
+        per_attempt[(call.execution_id, call.attempt)] += 1
     started: dict[tuple[str, int], int] = {}
+    skipped: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        if row.status != "SKIPPED":
-            key = (row.execution_id, row.attempt)
-            started[key] = min(started.get(key, row.started_ms), row.started_ms)
+        key = (row.execution_id, row.attempt)
+        if row.status == "SKIPPED":
+            skipped[row.execution_id].append(row)
+        elif per_attempt[key] == 1:   # a duplicate's rows cannot be told apart
+            started[key] = row.started_ms
 
     def start(call: Call) -> int:
         return started.get((call.execution_id, call.attempt), call.arrived_ms)
-
-    calls_of: dict[str, list[Call]] = defaultdict(list)
-    for call in calls:
-        calls_of[call.job].append(call)
 
     for job, history in by_job.items():
         job_calls = calls_of.get(job, [])
@@ -169,7 +176,10 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
                             (call.gen < op.gen or call.body_gen != call.gen):
                         report.add("stale URL or body", f"{call.execution_id} carried "
                                    f"{call.gen}/{call.body_gen} after {op.gen} answered")
-            _required_fires(report, op, next_invoked, end_ms, ahead_ms, slack_ms, job_calls)
+            stopped = [o.invoked_ms for o in history[i + 1:]
+                       if o.deleted or o.kind in ("pause", "race_patch_pause")]
+            _required_fires(report, op, next_invoked, end_ms, ahead_ms, slack_ms, job_calls,
+                            skipped, min(stopped, default=None))
 
     per_fire: dict[str, list[Call]] = defaultdict(list)
     for call in calls:
@@ -187,12 +197,16 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
                            f"{execution_id} called {len(group)} times")
     report.info["duplicates after a kill (allowed)"] = duplicates_after_kill
 
+    run_ats = defaultdict(set)
+    for (job, _), view in definitions.items():
+        if view.get("runAt"):
+            run_ats[job].add(timing_of(view).run_at_ms)
     for job, job_calls in calls_of.items():
-        scheduled = {c.execution_id for c in job_calls if c.execution_id not in manual}
-        once = [c for c in job_calls if (definitions.get((job, c.gen)) or {}).get("schedule")
-                == "@once" and c.execution_id not in manual]
-        if len({c.execution_id for c in once}) > 1:
-            report.add("one-time jobs called twice", f"{job}: {sorted(scheduled)}")
+        for c in job_calls:
+            if (definitions.get((job, c.gen)) or {}).get("schedule") == "@once" and \
+                    c.execution_id not in manual and c.scheduled_ms not in run_ats[job]:
+                report.add("one-time jobs called twice",
+                           f"{c.execution_id}: not one of its instants {sorted(run_ats[job])}")
         forbid = sorted((c for c in job_calls if (definitions.get((job, c.gen)) or {})
                          .get("concurrency") == "forbid"), key=lambda c: c.arrived_ms)
         for before, after in zip(forbid, forbid[1:]):
@@ -206,7 +220,8 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
         if call.arrived_ms < call.scheduled_ms:
             report.add("early calls", f"{call.execution_id} arrived "
                        f"{call.scheduled_ms - call.arrived_ms} ms early")
-        if (call.execution_id, call.attempt) not in recorded and call.execution_id not in held:
+        if call.arrived_ms <= end_ms and (call.execution_id, call.attempt) not in recorded \
+                and call.execution_id not in held:
             report.add("calls not recorded", f"{call.execution_id} attempt {call.attempt}")
     lags = [start(c) - op.answered_ms for job, history in by_job.items() for op in history
             if op.deleted for c in calls_of.get(job, []) if start(c) > op.answered_ms]
@@ -217,8 +232,10 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
 
 
 def _required_fires(report: Report, op: Op, next_invoked: int | None, end_ms: int,
-                    ahead_ms: int, slack_ms: int, job_calls: list[Call]) -> None:
-    """Fires of the definition this operation left that must be called."""
+                    ahead_ms: int, slack_ms: int, job_calls: list[Call],
+                    skipped: dict[str, list[Row]], stopped_ms: int | None) -> None:
+    """Fires of the definition this operation left that must be called (or,
+    when a pause or delete invoked at ``stopped_ms`` caught them, skipped)."""
     view = op.view
     if op.deleted or view is None or op.kind not in DEFINING or view["state"] != "active" \
             or view["type"] != "ATLEAST_ONCE" or view["concurrency"] != "allow":
@@ -226,5 +243,10 @@ def _required_fires(report: Report, op: Op, next_invoked: int | None, end_ms: in
     until = end_ms if next_invoked is None else min(end_ms, next_invoked - slack_ms)
     called = {c.scheduled_ms for c in job_calls}
     for fire in fires(timing_of(view), op.answered_ms + ahead_ms + slack_ms, until):
-        if fire not in called:
-            report.add("ATLEAST_ONCE fires never called", f"{op.job}:{fire} (after {op.kind})")
+        caught = stopped_ms is not None and any(
+            row.started_ms >= stopped_ms and ("deleted" in row.error or "paused" in row.error)
+            for row in skipped.get(f"{op.job}:{fire}", []))
+        if fire not in called and not caught:
+            report.add("ATLEAST_ONCE fires never called",
+                       f"{op.job}:{fire} ({view['name']}, {fire - op.answered_ms} ms after "
+                       f"{op.kind} answered, {until - fire} ms before the next operation)")

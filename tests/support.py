@@ -176,11 +176,22 @@ class Processes:
             raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM") from None
 
     def stop_all(self) -> None:
+        """Stop every process; fail if one had crashed (exited on its own
+        with an error), did not stop on SIGTERM, or stopped with an error."""
+        problems = []
         for name in list(self.procs):
+            crashed = self.procs[name].poll()
             try:
-                self.stop(name)
-            except AssertionError:
-                pass
+                code = self.stop(name)
+            except AssertionError as e:
+                problems.append(str(e))
+                continue
+            if crashed not in (None, 0):
+                problems.append(f"{name} had exited with code {crashed}")
+            elif code != 0:
+                problems.append(f"{name} exited with code {code} on SIGTERM")
+        if problems:
+            raise AssertionError("; ".join(problems) + "\n" + self.dump_logs())
 
     def dump_logs(self) -> str:
         return "\n".join(f"----- {p.stem} -----\n{p.read_text(errors='replace')[-4000:]}"

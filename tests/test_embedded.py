@@ -66,7 +66,12 @@ def embedded(tmp_path):
 
 
 def gone(processes: list[psutil.Process]) -> bool:
-    return not [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    def alive(p):
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+    return not any(alive(p) for p in processes)
 
 
 def test_embedded_runs_jobs_and_ctrl_c_stops_everything_in_order(embedded, target):

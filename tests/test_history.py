@@ -18,6 +18,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+import requests
 from sqlalchemy import bindparam, create_engine, text
 
 from common.message import FireMessage
@@ -83,7 +84,7 @@ class Driver:
         kind = rng.choice(self.KINDS)
         job = self.body(kind, tag, 1, rng)
         invoked = now_ms()
-        r = self.system.api.post("/jobs", json=job)
+        r = self.request("post", "/jobs", json=job)
         assert r.status_code == 201, r.text
         view = r.json()
         with self.lock:
@@ -111,8 +112,14 @@ class Driver:
 
     def _send(self, method: str, job_id: str, path: str = "", **kwargs):
         invoked = now_ms()
-        r = getattr(self.system.api, method)(f"/jobs/{job_id}{path}", **kwargs)
+        r = self.request(method, f"/jobs/{job_id}{path}", **kwargs)
         return r, invoked, now_ms()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        # A connection of its own for each request: a kept-alive one that the
+        # API closed meanwhile would make the outcome of a write unknown.
+        return requests.request(method.upper(), self.system.api.base + path, timeout=30,
+                                headers={"Connection": "close"}, **kwargs)
 
     def _record(self, job_id, kind, r, invoked, answered, gen=None, deleted=False):
         ok = r.status_code in (200, 202, 204)
@@ -198,7 +205,7 @@ class Driver:
         r, invoked, _ = results["pause"]
         # Paused once both have answered, whichever committed last.
         after = max(a for _, _, a in results.values())
-        view = self.system.api.get(f"/jobs/{job_id}").json() if r.status_code == 200 else None
+        view = self.request("get", f"/jobs/{job_id}").json() if r.status_code == 200 else None
         with self.lock:
             self.ops.append(Op(job_id, "race_patch_pause", invoked, after,
                                r.status_code == 200, view))
@@ -275,7 +282,8 @@ def history_system(servers, tmp_path):
         system.stop()
 
 
-def test_fire_history_under_random_operations_and_kills(history_system, target, servers):
+def test_fire_history_under_random_operations_and_kills(history_system, target, servers,
+                                                        tmp_path):
     system = history_system
     seed = int(os.environ.get("JOBSCHED_HISTORY_SEED") or random.randrange(10**9))
     print(f"\nhistory seed {seed} ({servers.name}); replay: JOBSCHED_HISTORY_SEED={seed}")
@@ -331,8 +339,16 @@ def test_fire_history_under_random_operations_and_kills(history_system, target, 
         kinds[op.kind] = kinds.get(op.kind, 0) + 1
     result.info.update({f"op {k}": n for k, n in sorted(kinds.items())})
     REPORT.append((servers.name, seed, result.describe()))
+    if result.violations():
+        dump = tmp_path / "history.json"
+        dump.write_text(json.dumps({"ops": [vars(o) for o in driver.ops],
+                                    "calls": [vars(c) for c in calls_of(target)],
+                                    "faults": [{**vars(f), "held": sorted(f.held)}
+                                               for f in faults]}, default=str))
+        print(f"history written to {dump}")
     assert not result.violations(), f"seed {seed}\n{result.describe()}"
-    assert result.info["calls"] > 500 and len(driver.ops) > 100, result.describe()
+    assert result.info["calls"] > 10 * SECONDS and len(driver.ops) > 3 * SECONDS, \
+        result.describe()
     # The workload really had each kind of job fire.
     called_jobs = {c.job for c in calls_of(target)}
     assert {driver.jobs[j]["kind"] for j in called_jobs} == set(Driver.KINDS)
