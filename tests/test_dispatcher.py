@@ -101,6 +101,29 @@ def test_new_leader_reschedules_what_a_dead_leader_claimed(backend, store, sessi
     assert [m.fire_ms for m in ready_messages(store)] == [T0 + 1000]  # not fired twice
 
 
+def test_a_long_catch_up_renews_the_lease_and_records_what_it_skipped(backend, store,
+                                                                     sessions):
+    from dispatcher.scheduling import RECOVER_SLICE, recover_pending
+    store.hold_lease("heir", 5000)
+    count = 2 * RECOVER_SLICE + 50
+    for i in range(count):   # left claimed by a leader that died an hour ago
+        put(store, f"j{i}", T0 + 1000)
+    claimed = store.claim_due("heir", T0 + 1000, count, 60_000)
+    assert len(claimed) == count
+    renewals = []
+
+    def keep_lease():
+        renewals.append(1)
+        return store.hold_lease("heir", 5000)
+    hour_later = T0 + 1000 + 3600_000
+    assert recover_pending(store, "heir", hour_later, 60_000, keep_lease) == count
+    assert len(renewals) >= 3   # at least once per slice
+    assert store.client.zcard(store.keys.pending) == 0
+    assert store.client.zscore(store.keys.schedule, "j0") == hour_later + 1000
+    skips = [m for m in ready_messages(store) if m.skip]
+    assert len(skips) == count and skips[0].skip["count"] == 1000   # counted up to the cap
+
+
 def test_schedule_is_rebuilt_from_the_database_when_redis_lost_it(backend, store, sessions):
     add_job(sessions, "kept")
     add_job(sessions, "off", enabled=False)

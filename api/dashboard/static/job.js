@@ -43,10 +43,11 @@ export async function jobPage(screen, jobId) {
   function showJob(job, preview) {
     replace(head, h("div", { class: "page-head" },
       h("div", null,
-        h("h1", null, jobLabel(job), " ", job.enabled ? badge("active") : badge("paused")),
+        h("h1", null, jobLabel(job), " ", badge(job.state)),
         h("p", { class: "muted mono" }, job.jobId)),
       jobActions(job, loadJob, { onDelete: () => { window.location.hash = "#/jobs"; } })));
-    const fires = job.enabled ? preview.nextRuns.map(time).join(", ") || "no more fires" : "paused";
+    const fires = job.state === "active" ? preview.nextRuns.map(time).join(", ") || "no more fires"
+      : job.state === "finished" ? `finished: its last fire was ${time(job.finishedAt)}` : "paused";
     replace(facts, h("dl", { class: "facts card" },
       h("dt", null, "Schedule"), h("dd", null, h("code", null, job.schedule),
         h("span", { class: "words" }, scheduleWords({ ...job, scheduleDescription: preview.description }))),

@@ -65,13 +65,13 @@ function jobRow(job, reload) {
         `next: ${job.nextRuns.map((iso) => time(iso).slice(11)).join(", ")}`)),
     h("td", { class: "target" }, h("span", { class: "mono" }, job.method), " ", job.api),
     h("td", null, job.type === "ATMOST_ONCE" ? "at most once" : "at least once"),
-    h("td", null, job.enabled ? badge("active") : badge("paused")),
+    h("td", null, badge(job.state)),
     h("td", { class: "last-status" }, job.lastStatus ? badge(job.lastStatus) : h("span", { class: "muted" }, "never ran"),
       job.lastRunAt && h("div", { class: "sub", title: job.lastRunAt }, relative(job.lastRunAt))),
     h("td", { class: "num" }, h("span", { class: rateClass }, percent(rate)),
       job.recentAttempts > 0 && h("div", { class: "sub" }, `of ${job.recentAttempts}`)),
-    h("td", { title: job.nextRun || "" }, job.enabled ? relative(job.nextRun) : "—",
-      job.enabled && job.nextRun && h("div", { class: "sub" }, time(job.nextRun))),
+    h("td", { title: job.nextRun || "" }, job.nextRun ? relative(job.nextRun) : "—",
+      job.nextRun && h("div", { class: "sub" }, time(job.nextRun))),
     h("td", null, jobActions(job, reload)));
 }
 
