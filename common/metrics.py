@@ -27,8 +27,8 @@ COUNTERS = {
     "jobsched_alert_webhooks": ("Alert webhook deliveries", ("outcome",)),
     "jobsched_fires_dispatched": ("Fires claimed and queued by the dispatcher", ()),
     "jobsched_dropped_messages": ("Messages not called: another message of the same fire "
-                                  "attempt held its mark (taken), or the reaper had handed "
-                                  "them on (released)", ("reason",)),
+                                  "attempt held its mark, or the reaper had handed them on "
+                                  "while their worker was stalled", ()),
 }
 # name -> (help, bucket upper bounds)
 HISTOGRAMS = {

@@ -54,6 +54,7 @@ class RedisStore:
         self._lease = client.register_script(_load("lease"))
         self._release = client.register_script(_load("release_inflight"))
         self._begin = client.register_script(_load("begin_fires"))
+        self._acknowledge = client.register_script(_load("acknowledge"))
         self._promote = client.register_script(_load("promote_retries"))
         self._pop_ready = client.register_script(_load("pop_ready"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
@@ -179,7 +180,7 @@ class RedisStore:
         itself gives them up (at start, what its previous life held)."""
         k = self.keys
         keys = [k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader]
-        args: list = [worker_id, leader, done_ttl_ms]
+        args: list = [worker_id, leader, done_ttl_ms, CALLING_MARK_TTL_MS]
         for raw in messages:
             mark, kind = self._mark_of(raw)
             keys.append(mark)
@@ -211,45 +212,40 @@ class RedisStore:
         return self.client.blmove(self.keys.ready, self.keys.inflight(worker_id), timeout_s,
                                   src="LEFT", dest="RIGHT")
 
-    def begin_fires(self, worker_id: str, fires: list[FireMessage]) -> list[str | bytes]:
+    def begin_fires(self, worker_id: str,
+                    fires: list[tuple[FireMessage, bool]]) -> list[str | bytes]:
         """Check fires about to be called against their jobs and take their
         marks, in one round trip (common/lua/begin_fires.lua): per fire
-        "go", "taken", "released", "deleted", "paused", or the job's newer
-        spec (bytes)."""
+        "go", "taken", "deleted", "paused", or the job's newer spec (bytes).
+        Fires paired with True were held long enough for the reaper to have
+        handed them on: they are also looked for in the in-flight list."""
         k = self.keys
         keys = [k.jobs, k.initialized, k.inflight(worker_id)]
         args: list = [worker_id, CALLING_MARK_TTL_MS]
-        for msg in fires:
+        for msg, verify in fires:
             keys.append(k.fire_mark(msg.execution_id, msg.attempt))
-            args += [msg.raw, msg.spec.id, msg.spec.version, "1" if msg.manual else "0"]
+            args += [msg.spec.id, msg.spec.version, "1" if msg.manual else "0",
+                     msg.redeliveries, msg.raw if verify else ""]
         answers = self._begin(keys=keys, args=args)
         return [a if a.startswith(b"{") else a.decode() for a in answers]
 
     def acknowledge(self, worker_id: str, done: list[tuple[FireMessage, str | None]],
                     retries: dict, done_ttl_ms: int) -> list[bool]:
-        """One transaction: each message leaves the in-flight list and its
-        fire's mark is settled ("done": recorded; "clear": put back for a
-        later try of the same attempt; None: the mark is not this worker's),
-        and the retries are scheduled. Returns, per message, whether it was
-        still in flight (False: the reaper or a hand-back had moved it)."""
+        """One atomic step (common/lua/acknowledge.lua): each message leaves
+        the in-flight list and its fire's mark is settled ("done": recorded;
+        "clear": the same attempt runs later; None: the mark is not this
+        worker's), and the retries are scheduled. Returns, per message,
+        whether it was still in flight (False: the reaper or a hand-back had
+        moved it)."""
         k = self.keys
-        inflight = k.inflight(worker_id)
-        pipe = self.client.pipeline(transaction=True)
+        keys = [k.inflight(worker_id), k.retry]
+        args: list = [done_ttl_ms, len(done)]
         for msg, mark in done:
-            pipe.lrem(inflight, 1, msg.raw)
-            key = k.fire_mark(msg.execution_id, msg.attempt)
-            if mark == "done":
-                pipe.set(key, "done", px=done_ttl_ms)
-            elif mark == "clear":
-                pipe.delete(key)
-        if retries:
-            pipe.zadd(k.retry, retries)
-        results = pipe.execute()
-        found, i = [], 0
-        for _, mark in done:
-            found.append(results[i] == 1)
-            i += 1 if mark is None else 2
-        return found
+            keys.append(k.fire_mark(msg.execution_id, msg.attempt))
+            args += [msg.raw, mark or ""]
+        for message, due_ms in retries.items():
+            args += [due_ms, message]
+        return [found == 1 for found in self._acknowledge(keys=keys, args=args)]
 
     def drop_malformed(self, worker_id: str, raw: bytes) -> None:
         self.client.lrem(self.keys.inflight(worker_id), 1, raw)

@@ -89,7 +89,7 @@ class Settings:
     retry_after_cap_ms: int = 3_600_000
     # How long a fire's mark says "done" after its attempt was recorded: any
     # other message of that attempt met meanwhile is dropped, not called.
-    fire_mark_ttl_ms: int = 300_000
+    fire_mark_ttl_ms: int = 60_000
     # Dispatcher
     dispatcher_id: str = field(default_factory=_default_worker_id)
     leader_lease_ms: int = 5_000

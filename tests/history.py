@@ -108,6 +108,10 @@ class Report:
         return "\n".join(lines)
 
 
+def state(view: dict) -> str:
+    return view.get("state") or ("active" if view["enabled"] else "paused")
+
+
 def timing_of(view: dict) -> Timing:
     from api.schemas import parse_instant
 
@@ -163,7 +167,7 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
                     if start(call) > op.answered_ms + slack_ms:
                         report.add("calls after delete", f"{call.execution_id} started "
                                    f"{start(call) - op.answered_ms} ms after the delete")
-            elif op.view and op.kind in DEFINING and op.view["state"] == "paused":
+            elif op.view and op.kind in DEFINING and state(op.view) == "paused":
                 for call in job_calls:
                     s = start(call)
                     if call.execution_id not in manual and s > op.answered_ms + slack_ms \
@@ -237,7 +241,7 @@ def _required_fires(report: Report, op: Op, next_invoked: int | None, end_ms: in
     """Fires of the definition this operation left that must be called (or,
     when a pause or delete invoked at ``stopped_ms`` caught them, skipped)."""
     view = op.view
-    if op.deleted or view is None or op.kind not in DEFINING or view["state"] != "active" \
+    if op.deleted or view is None or op.kind not in DEFINING or state(view) != "active" \
             or view["type"] != "ATLEAST_ONCE" or view["concurrency"] != "allow":
         return
     until = end_ms if next_invoked is None else min(end_ms, next_invoked - slack_ms)

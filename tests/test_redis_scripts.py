@@ -206,7 +206,7 @@ def test_a_dead_workers_marked_calls_go_by_their_type(store):
     other = FireMessage.encode(spec("other"), 1000)
     unmarked = FireMessage.encode(spec("fresh", type="ATMOST_ONCE"), 1000)
     in_flight(store, "w1", least, most, other, unmarked)
-    assert store.begin_fires("w1", [FireMessage.decode(m) for m in (least, most)]) == \
+    assert store.begin_fires("w1", [(FireMessage.decode(m), False) for m in (least, most)]) == \
         ["go", "go"]
     store.client.set(k.fire_mark("other:1000", 1), "w2")
     released = store.release_dead_worker("w1", "leader", 60_000)
@@ -216,7 +216,7 @@ def test_a_dead_workers_marked_calls_go_by_their_type(store):
     assert ready["least"].redeliveries == 1 and not ready["least"].lost
     assert ready["most"].lost and ready["most"].redeliveries == 0
     assert ready["fresh"].redeliveries == 1 and not ready["fresh"].lost
-    assert store.client.get(k.fire_mark("least:1000", 1)) is None   # free to call again
+    assert store.client.get(k.fire_mark("least:1000", 1)) == b"r:1"   # its copy calls again
     assert store.client.get(k.fire_mark("most:1000", 1)) == b"done"
     assert store.client.get(k.fire_mark("other:1000", 1)) == b"w2"
 
@@ -240,7 +240,7 @@ def test_begin_marks_each_fire_once_and_checks_its_job_as_it_is_now(store):
              ("same", "edited", "paused", "gone")}
     manual = FireMessage.encode(spec("paused", 2), 2000, manual=True)
     in_flight(store, "w1", *fires.values(), manual)
-    answers = store.begin_fires("w1", [FireMessage.decode(m) for m in
+    answers = store.begin_fires("w1", [(FireMessage.decode(m), False) for m in
                                        (*fires.values(), manual)])
     assert answers[0] == "go"
     assert json.loads(answers[1])["url"] == "http://127.0.0.1:1/new"   # the current spec
@@ -248,31 +248,60 @@ def test_begin_marks_each_fire_once_and_checks_its_job_as_it_is_now(store):
     assert json.loads(answers[4])["v"] == 3   # run now: a paused job runs, as it is now
     # A second message of the same attempts: none may be called.
     in_flight(store, "w2", *fires.values())
-    again = store.begin_fires("w2", [FireMessage.decode(m) for m in fires.values()])
+    again = store.begin_fires("w2", [(FireMessage.decode(m), False) for m in fires.values()])
     assert again == ["taken"] * 4
     # The next attempt of a fire is a new mark.
     retry = FireMessage.decode(fires["same"]).next_attempt()
     in_flight(store, "w2", retry)
-    assert store.begin_fires("w2", [FireMessage.decode(retry.encode())]) == ["go"]
+    assert store.begin_fires("w2", [(FireMessage.decode(retry.encode()), False)]) == ["go"]
 
 
-def test_begin_refuses_a_message_the_reaper_handed_on(store):
-    raw = FireMessage.encode(spec("j"), 1000)   # not in w1's in-flight list (any more)
-    assert store.begin_fires("w1", [FireMessage.decode(raw)]) == ["released"]
-    assert store.client.get(store.keys.fire_mark("j:1000", 1)) is None
+def test_only_the_copy_the_reaper_queued_may_call(store):
+    """A worker stalled past its heartbeat keeps a message the reaper handed
+    on: that one is refused, the copy queued in its place is called."""
+    k = store.keys
+    store.hold_lease("leader", 5000)
+    raw = FireMessage.encode(spec("j"), 1000)
+    in_flight(store, "w1", raw)
+    assert store.release_dead_worker("w1", "leader", 60_000).requeued == 1
+    (copy,) = store.client.lrange(k.ready, 0, -1)
+    assert store.client.get(k.fire_mark("j:1000", 1)) == b"r:1"
+    assert store.begin_fires("w1", [(FireMessage.decode(raw), False)]) == ["taken"]
+    assert store.begin_fires("w2", [(FireMessage.decode(copy), False)]) == ["go"]
+    assert store.client.get(k.fire_mark("j:1000", 1)) == b"w2"
+    # Handed on again before its call (its worker died too): still one copy.
+    in_flight(store, "w2", copy)
+    store.client.delete(k.fire_mark("j:1000", 1))
+    store.client.set(k.fire_mark("j:1000", 1), "r:1")
+    assert store.release("w2", [copy], 60_000).requeued == 1
+    again = store.client.lrange(k.ready, 0, 0)[0]
+    assert FireMessage.decode(again).redeliveries == 2
+    assert store.begin_fires("w3", [(FireMessage.decode(copy), False)]) == ["taken"]
+    assert store.begin_fires("w3", [(FireMessage.decode(again), False)]) == ["go"]
+
+
+def test_a_message_held_past_a_heartbeat_must_still_be_in_flight(store):
+    """Even once the marks of a fire handed on have expired, a worker back
+    from a long stall does not call what it no longer holds."""
+    k = store.keys
+    gone, kept = (FireMessage.encode(spec(n, type="ATMOST_ONCE"), 1000) for n in ("g", "k"))
+    in_flight(store, "w1", kept)
+    assert store.begin_fires("w1", [(FireMessage.decode(gone), True),
+                                    (FireMessage.decode(kept), True)]) == ["taken", "go"]
+    assert store.client.get(k.fire_mark("g:1000", 1)) is None
 
 
 def test_while_redis_rebuilds_a_fire_of_an_unknown_job_runs(store):
     raw = FireMessage.encode(spec("j"), 1000)   # no "initialized": Redis lost its data
     in_flight(store, "w1", raw)
-    assert store.begin_fires("w1", [FireMessage.decode(raw)]) == ["go"]
+    assert store.begin_fires("w1", [(FireMessage.decode(raw), False)]) == ["go"]
 
 
 def test_acknowledge_settles_marks_and_reports_what_was_no_longer_in_flight(store):
     k = store.keys
     a, b = (FireMessage.decode(FireMessage.encode(spec(n), 1000)) for n in ("a", "b"))
     in_flight(store, "w1", a.raw)
-    store.begin_fires("w1", [a])
+    store.begin_fires("w1", [(a, False)])
     found = store.acknowledge("w1", [(a, "done"), (b, None)], {"retry-msg": 5000}, 60_000)
     assert found == [True, False]
     assert store.client.get(k.fire_mark("a:1000", 1)) == b"done"

@@ -25,17 +25,22 @@ Answer = str | bytes   # see RedisStore.begin_fires
 
 class Gate:
     def __init__(self, loop: asyncio.AbstractEventLoop, store: RedisStore, worker_id: str,
-                 in_redis: Callable[..., Awaitable]):
+                 in_redis: Callable[..., Awaitable], stale_after_s: float):
         self.loop = loop
         self.store = store
         self.worker_id = worker_id
         self.in_redis = in_redis   # runs a blocking Redis call off the loop
+        # A message held longer than this (the heartbeat's lifetime: the
+        # worker may have looked dead meanwhile) is checked against the
+        # in-flight list too.
+        self.stale_after_s = stale_after_s
         self.lead_ms = float(MIN_LEAD_MS)
         # send instant (epoch ms; None: as soon as possible) -> fires waiting
-        self._waiting: dict[int | None, list[tuple[FireMessage, asyncio.Future]]] = {}
+        self._waiting: dict[int | None, list[tuple[FireMessage, float, asyncio.Future]]] = {}
 
-    async def enter(self, msg: FireMessage, at_ms: int) -> Answer:
-        """Wait until just before ``at_ms``, then check and mark the fire.
+    async def enter(self, msg: FireMessage, at_ms: int, popped: float) -> Answer:
+        """Wait until just before ``at_ms``, then check and mark the fire
+        (``popped``: when the worker took the message, monotonic seconds).
         Raises RedisError when Redis cannot be reached."""
         delay_s = (at_ms - self.lead_ms) / 1000 - time.time()
         key = at_ms if delay_s > 0 else None
@@ -47,7 +52,7 @@ class Gate:
             else:
                 self.loop.call_later(delay_s, self._flush, key)
         waiter = self.loop.create_future()
-        batch.append((msg, waiter))
+        batch.append((msg, popped, waiter))
         return await waiter
 
     def _flush(self, key: int | None) -> None:
@@ -55,19 +60,19 @@ class Gate:
         for i in range(0, len(batch), CHUNK):
             self.loop.create_task(self._check(batch[i:i + CHUNK]))
 
-    async def _check(self, batch: list[tuple[FireMessage, asyncio.Future]]) -> None:
+    async def _check(self, batch: list[tuple[FireMessage, float, asyncio.Future]]) -> None:
         started = time.monotonic()
+        fires = [(msg, started - popped > self.stale_after_s) for msg, popped, _ in batch]
         try:
-            answers = await self.in_redis(self.store.begin_fires, self.worker_id,
-                                          [msg for msg, _ in batch])
+            answers = await self.in_redis(self.store.begin_fires, self.worker_id, fires)
         except Exception as e:   # each waiter gets the error, so each call handles it
-            for _, waiter in batch:
+            for _, _, waiter in batch:
                 if not waiter.done():
                     waiter.set_exception(e)
             return
         took_ms = (time.monotonic() - started) * 1000
         # Lead: twice the recent checks' time, so the next batch is checked in time.
         self.lead_ms = min(MAX_LEAD_MS, max(MIN_LEAD_MS, 0.8 * self.lead_ms + 0.4 * took_ms))
-        for (_, waiter), answer in zip(batch, answers):
+        for (_, _, waiter), answer in zip(batch, answers):
             if not waiter.done():
                 waiter.set_result(answer)

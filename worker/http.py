@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from functools import lru_cache
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
@@ -60,9 +61,15 @@ def fire_headers(msg: FireMessage) -> dict[str, str]:
     headers.update(spec.headers)
     headers["X-Jobsched-Job-Id"] = spec.id
     headers["X-Jobsched-Execution-Id"] = msg.execution_id
-    headers["X-Jobsched-Scheduled-At"] = iso_ms(msg.fire_ms)
+    headers["X-Jobsched-Scheduled-At"] = _scheduled_at(msg.fire_ms)
     headers["X-Jobsched-Attempt"] = str(msg.attempt)
     return headers
+
+
+@lru_cache(maxsize=4096)
+def _scheduled_at(fire_ms: int) -> str:
+    # A second's fires share their instant: formatted once.
+    return iso_ms(fire_ms)
 
 
 def prepare(msg: FireMessage) -> Request:
@@ -106,7 +113,7 @@ def skipped(msg: FireMessage, reason: str) -> Outcome:
 
 def dropped(msg: FireMessage, reason: str) -> Outcome:
     """A message not called and not recorded: another message of the same
-    fire attempt holds it (a duplicate), or the reaper handed it on."""
+    fire attempt holds its mark (a duplicate, or the copy the reaper queued)."""
     now = now_ms()
     return Outcome(msg, now, now, DROPPED, None, reason, None)
 

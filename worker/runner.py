@@ -93,7 +93,8 @@ class Worker:
         # Redis commands of a call (the gate, the overlap mark) run here,
         # off the loop.
         self.redis_calls = ThreadPoolExecutor(4, thread_name_prefix="redis")
-        self.gate = Gate(self.loop, store, self.id, self._in_redis)
+        self.gate = Gate(self.loop, store, self.id, self._in_redis,
+                         settings.worker_heartbeat_ttl_ms / 1000)
         self.metrics = MetricsRecorder()
         self.webhooks = WebhookSender(engine, deny, self.metrics, settings.webhook_secret,
                                       settings.webhook_attempts,
@@ -203,6 +204,7 @@ class Worker:
             task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, raw: bytes) -> None:
+        popped = time.monotonic()
         try:
             try:
                 msg = FireMessage.decode(raw)
@@ -217,7 +219,7 @@ class Worker:
             elif msg.lost:
                 self.writer.put(failed(msg, LOST))
             else:
-                outcome = await self._execute(msg)
+                outcome = await self._execute(msg, popped)
                 if outcome is None:   # left in flight, untouched, for the reaper
                     self._done_raw(raw)
                 else:
@@ -237,7 +239,7 @@ class Worker:
                 self._calls -= 1
                 self._calls_changed.notify()
 
-    async def _execute(self, msg: FireMessage) -> Outcome | None:
+    async def _execute(self, msg: FireMessage, popped: float) -> Outcome | None:
         at_ms = min(msg.fire_ms, now_ms() + self.max_hold_ms)
         try:
             request = prepare(msg)
@@ -247,7 +249,7 @@ class Worker:
         reserved = request.origin if request else None
         connection = (await self.client.reserve(reserved, msg.spec.timeout_ms / 1000)
                       if reserved else None)
-        answer = await self._pass_gate(msg, at_ms)
+        answer = await self._pass_gate(msg, at_ms, popped)
         if answer is None:
             self.client.release(reserved, connection)
             return None
@@ -261,8 +263,8 @@ class Worker:
         if connection is not None and not (calling and request and request.origin == reserved):
             self.client.release(reserved, connection)
             connection = None
-        if answer in ("taken", "released"):
-            self.metrics.inc("jobsched_dropped_messages", reason=answer)
+        if answer == "taken":
+            self.metrics.inc("jobsched_dropped_messages")
             return dropped(msg, answer)
         if answer in NOT_CALLED:
             return replace(skipped(msg, NOT_CALLED[answer]), marked=True)
@@ -295,13 +297,13 @@ class Worker:
         return await call(self.client, msg, request, self.settings.response_snippet_bytes,
                           at_ms, connection)
 
-    async def _pass_gate(self, msg: FireMessage, at_ms: int):
+    async def _pass_gate(self, msg: FireMessage, at_ms: int, popped: float):
         """The gate's answer for this fire; while Redis cannot be reached the
         fire waits (unmarked, so not called), however late that makes it,
         until the worker stops (None: it stays in flight for the reaper)."""
         while True:
             try:
-                return await self.gate.enter(msg, at_ms)
+                return await self.gate.enter(msg, at_ms, popped)
             except RedisError:
                 if self.stop_event.is_set():
                     return None

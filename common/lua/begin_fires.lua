@@ -2,10 +2,12 @@
 -- check each fire against its job as it is now, and take the fire's mark,
 -- so that at most one call per (execution id, attempt) leaves the system.
 -- Per fire, in order:
---  'released' the message is no longer in this worker's in-flight list (the
---             reaper handed it on while this worker was stalled): not called;
---  'taken'    another message of the same fire holds the mark (or held it
---             and was recorded): a duplicate, dropped unrecorded;
+--  'taken'    another message of the same fire attempt holds the mark (or
+--             held it and was recorded), or the reaper handed this message
+--             on while its worker was stalled (the mark names the copy it
+--             queued: "r:<its redelivery count>"; a message held longer than
+--             a heartbeat is also looked for in the in-flight list, in case
+--             that mark is gone): dropped, unrecorded;
 --  'deleted'  the job was deleted (no spec while the schedule is built);
 --  'paused'   the job was paused since the fire was queued (unless the fire
 --             was asked for by a user: run now, replay);
@@ -15,21 +17,25 @@
 -- KEYS[1] jobs  KEYS[2] initialized  KEYS[3] inflight:<worker>
 -- KEYS[3+i] the mark of fire i
 -- ARGV[1] worker id  ARGV[2] mark time-to-live while calling (ms)
--- then per fire, four values: message, job id, version of the message's
--- spec, '1' if asked for by a user
+-- then per fire, five values: job id, version of the message's spec, '1' if
+-- asked for by a user, the message's redelivery count, and the message
+-- itself if it must still be in the in-flight list ('' otherwise)
 local out = {}
 local initialized = redis.call('EXISTS', KEYS[2]) == 1
 for i = 1, #KEYS - 3 do
-  local base = 2 + (i - 1) * 4
-  local message, id = ARGV[base + 1], ARGV[base + 2]
-  local version, manual = tonumber(ARGV[base + 3]), ARGV[base + 4] == '1'
+  local base = 2 + (i - 1) * 5
+  local id, version = ARGV[base + 1], tonumber(ARGV[base + 2])
+  local manual, redelivery = ARGV[base + 3] == '1', ARGV[base + 4]
+  local message = ARGV[base + 5]
   local mark = KEYS[3 + i]
+  local holder = redis.call('GET', mark)
   local result
-  if not redis.call('LPOS', KEYS[3], message) then
-    result = 'released'
-  elseif redis.call('EXISTS', mark) == 1 then
+  if holder and holder ~= 'r:' .. redelivery or
+      message ~= '' and not redis.call('LPOS', KEYS[3], message) then
     result = 'taken'
   else
+    -- (A holder here is the ticket of the copy the reaper queued: this one.)
+    redis.call('SET', mark, ARGV[1], 'PX', ARGV[2])
     local spec = redis.call('HGET', KEYS[1], id)
     if not spec then
       -- Redis lost its data and the schedule is being rebuilt: the job may
@@ -42,7 +48,6 @@ for i = 1, #KEYS - 3 do
     else
       result = spec
     end
-    redis.call('SET', mark, ARGV[1], 'PX', ARGV[2])
   end
   out[i] = result
 end

@@ -4,17 +4,20 @@
 --  * no mark (never called): back to the head of the ready list, its
 --    redelivery counter "r" plus one;
 --  * marked by this worker (it may have called): an ATLEAST_ONCE fire goes
---    back too, with its mark cleared (the duplicate at-least-once allows,
---    with the same execution id); an ATMOST_ONCE fire is never called
---    again: a lost record (written as FAILED) takes its place and the mark
---    says done;
+--    back too (the duplicate at-least-once allows, with the same execution
+--    id); an ATMOST_ONCE fire is never called again: a lost record (written
+--    as FAILED) takes its place and the mark says done;
 --  * marked by another worker, or done: another message of the fire holds
 --    it; this one is dropped.
+-- A message sent back leaves the mark "r:<its new redelivery count>": only
+-- that copy may take it (begin_fires.lua), never the one the worker still
+-- holds if it was only stalled.
 -- Records (skip, lost) are never called: they always go back.
 -- KEYS[1] heartbeat  KEYS[2] inflight  KEYS[3] ready  KEYS[4] workers  KEYS[5] leader
 -- KEYS[5+i] the mark of message i
 -- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
 -- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
+-- ARGV[4] time-to-live of a mark naming the copy sent back (ms)
 -- then per message, two values: the message (which starts {"r":<n>,) and
 -- its kind: 'L' ATLEAST_ONCE, 'M' ATMOST_ONCE, 'R' a record
 -- Returns {requeued, lost, dropped}, -1 without the lease, -2 while the
@@ -29,25 +32,28 @@ if ARGV[2] ~= '' then
 end
 local requeued, lost, dropped = 0, 0, 0
 for i = 1, #KEYS - 5 do
-  local message, kind = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local message, kind = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if redis.call('LREM', KEYS[2], 1, message) == 1 then
     local n, rest = string.match(message, '^{"r":(%d+),(.*)$')
     local mark = KEYS[5 + i]
     local holder = kind ~= 'R' and redis.call('GET', mark)
+    -- A mark of this message's own: this worker's, or the ticket of this copy.
+    local own = holder == ARGV[1] or (n and holder == 'r:' .. n)
     if not n then
       dropped = dropped + 1   -- not a message of ours: nothing to hand on
-    elseif holder and holder ~= ARGV[1] then
+    elseif holder and not own then
       dropped = dropped + 1
-    elseif holder and kind == 'M' then
+    elseif holder == ARGV[1] and kind == 'M' then
       redis.call('SET', mark, 'done', 'PX', ARGV[3])
       -- LPUSH: redelivered work goes to the head, it is already late.
       redis.call('LPUSH', KEYS[3], '{"r":' .. n .. ',"lost":1,' .. rest)
       lost = lost + 1
     else
-      if holder then
-        redis.call('DEL', mark)
+      local again = tonumber(n) + 1
+      if kind ~= 'R' then
+        redis.call('SET', mark, 'r:' .. again, 'PX', ARGV[4])
       end
-      redis.call('LPUSH', KEYS[3], '{"r":' .. (tonumber(n) + 1) .. ',' .. rest)
+      redis.call('LPUSH', KEYS[3], '{"r":' .. again .. ',' .. rest)
       requeued = requeued + 1
     end
   end
