@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from common.message import FireMessage
 from tests.backends import BundledRedis, Backend
 from tests.conftest import BACKENDS, System
 from tests.faults import (REPORT, Tally, TcpProxy, kill_worker_mid_call, rows_by_fire,
@@ -151,6 +152,33 @@ def test_worker_sigkill_mid_call(fault_system, target):
     lost = wait_until(lost_rows, 30, message="the lost at-most-once call recorded")
     assert all(seen[-1].final and "stopped before recording" in seen[-1].error
                for seen in lost), lost
+
+
+def test_a_worker_stalled_past_its_heartbeat_calls_nothing_handed_on(fault_system, target):
+    """SIGSTOP a worker until the reaper hands its messages to the other one,
+    then let it go on: what it still holds is never called (but a call it
+    was already writing)."""
+    system = fault_system
+    jobs = start_jobs(system, target, "wstop", behaviour="sleep/200")
+    most = start_jobs(system, target, "wstop-most", count=2, type="ATMOST_ONCE")
+    proc = system.procs.procs["worker-1"]
+    inflight = system.keys.inflight(f"{system.backend.prefix}worker-1")
+    wait_until(lambda: system.redis.llen(inflight) > 0, 10, message="worker-1 holding work")
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        held = {FireMessage.decode(m).execution_id for m in system.redis.lrange(inflight, 0, -1)}
+        wait_until(lambda: system.redis.llen(inflight) == 0, 15,
+                   message="its messages handed on")
+        seen = len(target.received())
+        wait_until(lambda: len(target.received()) >= seen + 6, 10, message="fires meanwhile")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    t, rows = account("worker SIGSTOP past heartbeat", system, target, {**jobs, **most},
+                      now_ms() + 3000)
+    assert (t.lost, t.unrecorded, t.early) == (0, 0, 0), t
+    repeated = {e for e, n in calls_per_fire(target, jobs.values()).items() if n > 1}
+    assert repeated <= held, (repeated, held)
+    assert all(at_most_once_held(target, p) for p in most.values())
 
 
 def test_leader_sigkill_standby_takes_over(fault_system, target):
