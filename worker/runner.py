@@ -84,7 +84,6 @@ class Worker:
         self.settings = settings
         self.store = store
         self.id = settings.worker_id
-        self.inflight = store.keys.inflight(self.id)
         self.stop_event = threading.Event()
         deny = settings.deny_list()
         self.loop = asyncio.new_event_loop()
@@ -271,27 +270,30 @@ class Worker:
         if request is None:
             return replace(failed(msg, f"request failed: {problem}"), marked=True)
         if msg.spec.concurrency == CONCURRENCY_FORBID:
-            # Overlap policy "forbid": not while another fire of the job is
-            # being called. The running mark expires after the call's
-            # timeout, so a crashed worker cannot block the job for long.
-            expire_ms = 2 * msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
-            if not await self._in_redis(self.store.acquire_running, msg.spec.id,
-                                        msg.execution_id, expire_ms):
-                self.client.release(request.origin, connection)
-                if msg.attempt > 1:   # a retry waits its turn instead of ending its chain
-                    return replace(deferred(msg), marked=True)
-                return replace(skipped(msg, "skipped: the previous execution is still "
-                                            "running (concurrency=forbid)"), marked=True)
-            try:
-                return replace(await self._call(msg, request, at_ms, connection), marked=True)
-            finally:
-                try:
-                    await self._in_redis(self.store.release_running, msg.spec.id,
-                                         msg.execution_id)
-                except RedisError:
-                    log.warning("could not clear the running mark of job %s; it expires",
-                                msg.spec.id)
+            return replace(await self._call_alone(msg, request, at_ms, connection), marked=True)
         return replace(await self._call(msg, request, at_ms, connection), marked=True)
+
+    async def _call_alone(self, msg: FireMessage, request, at_ms: int, connection) -> Outcome:
+        """Overlap policy "forbid": not while another fire of the job is being
+        called. The running mark expires after the call's timeout, so a
+        crashed worker cannot block the job for long."""
+        expire_ms = 2 * msg.spec.timeout_ms + RUNNING_MARK_SLACK_MS
+        if not await self._in_redis(self.store.acquire_running, msg.spec.id,
+                                    msg.execution_id, expire_ms):
+            self.client.release(request.origin, connection)
+            if msg.attempt > 1:   # a retry waits its turn instead of ending its chain
+                return deferred(msg)
+            return skipped(msg, "skipped: the previous execution is still running "
+                                "(concurrency=forbid)")
+        try:
+            return await self._call(msg, request, at_ms, connection)
+        finally:
+            try:
+                await self._in_redis(self.store.release_running, msg.spec.id,
+                                     msg.execution_id)
+            except RedisError:
+                log.warning("could not clear the running mark of job %s; it expires",
+                            msg.spec.id)
 
     async def _call(self, msg: FireMessage, request, at_ms: int, connection) -> Outcome:
         return await call(self.client, msg, request, self.settings.response_snippet_bytes,

@@ -67,13 +67,12 @@ def _apply(job: Job, data: JobIn, services: Services, now: int) -> None:
 
 
 def _schedule(job: Job, now: int) -> None:
-    """The job's first fire from now, or finished if it has none left."""
-    if job.finished_at_ms is not None:
-        job.next_run_ms = None
-        return
-    job.next_run_ms = first_fire(timing_of(job), now)
-    if job.next_run_ms is None and job.enabled:
+    """The job's first fire from now (None while paused), or finished if it
+    has none left."""
+    nxt = None if job.finished_at_ms is not None else first_fire(timing_of(job), now)
+    if nxt is None and job.enabled and job.finished_at_ms is None:
         job.finished_at_ms = now
+    job.next_run_ms = nxt if job.enabled else None
 
 
 def _publish(services: Services, job: Job) -> None:
@@ -150,9 +149,10 @@ def _update(services: Services, job_id: str, change) -> dict:
     with services.unit_of_work() as session:
         job = find_job(session, job_id, lock=True)
         was_enabled, paused_since = job.enabled, job.updated_at_ms
+        was_finished = job.finished_at_ms is not None
         change(job, now)
         job.version += 1
-        if job.enabled and not was_enabled and job.finished_at_ms is None:
+        if job.enabled and not was_enabled and not was_finished:
             _apply_misfire_on_resume(session, job, paused_since, now)
     _publish(services, job)
     log.info("job %s changed (version %d)", job.id, job.version)
@@ -242,6 +242,7 @@ def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now:
         return
     if job.misfire == MISFIRE_FIRE_ONCE:
         job.next_run_ms = missed.last  # due now: the dispatcher runs it as the catch-up
+        job.finished_at_ms = None      # (its last fire, when the window has ended)
         missed = fires_between(timing, paused_since, missed.last - 1)
         if not missed.count:
             return
