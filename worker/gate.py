@@ -35,6 +35,7 @@ class Gate:
         # in-flight list too.
         self.stale_after_s = stale_after_s
         self.lead_ms = float(MIN_LEAD_MS)
+        self._checks: set[asyncio.Task] = set()   # (asyncio keeps only weak references)
         # send instant (epoch ms; None: as soon as possible) -> fires waiting
         self._waiting: dict[int | None, list[tuple[FireMessage, float, asyncio.Future]]] = {}
 
@@ -58,7 +59,9 @@ class Gate:
     def _flush(self, key: int | None) -> None:
         batch = self._waiting.pop(key, [])
         for i in range(0, len(batch), CHUNK):
-            self.loop.create_task(self._check(batch[i:i + CHUNK]))
+            task = self.loop.create_task(self._check(batch[i:i + CHUNK]))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
 
     async def _check(self, batch: list[tuple[FireMessage, float, asyncio.Future]]) -> None:
         started = time.monotonic()
