@@ -3,6 +3,7 @@ and /openapi.json is generated from the same models (api/openapi.py), so the
 documentation cannot drift from what the API accepts."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from common import cron
 from common.errors import ValidationError
-from common.message import ATLEAST_ONCE
+from common.message import ATLEAST_ONCE, reserved_header
 from common.schedule import ONCE
 
 MAX_BODY_BYTES = 64 * 1024
@@ -26,6 +27,8 @@ MAX_BATCH = 1_000
 READ_ONLY_FIELDS = ("jobId", "createdAt", "updatedAt", "nextRun", "state", "finishedAt")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters a header value must not carry (a tab may).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _STATUS_RANGE = re.compile(r"([1-5]\d\d)(?:-([1-5]\d\d))?")
 # Instants a job may name: cron arithmetic and ISO formatting stay in range.
 EARLIEST_MS = 0                                                       # 1970-01-01
@@ -41,10 +44,43 @@ def _latin1(value: str) -> bool:
 
 
 def check_http_url(value: str) -> str:
+    """An absolute http(s) URL a worker can call: a valid host and port, no
+    credentials (they belong in a header), no control characters."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in value) or " " in value:
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (user:password@): send them in a header, "
+                         "e.g. Authorization")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    if not _valid_host(parts.hostname):
+        raise ValueError(f"has a host that is not a valid name or address: {parts.hostname!r}")
     return value
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a DNS name (international names allowed)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return 0 < len(ascii_name) <= 253 and all(
+        _LABEL.fullmatch(label) for label in ascii_name.split("."))
 
 
 def parse_instant(value: str) -> int:
@@ -166,12 +202,15 @@ class JobIn(_TimingParsed, BaseModel):
         for name, value in v.items():
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP header name")
-            if "\r" in value or "\n" in value or not _latin1(value) or value != value.strip():
+            if _CONTROL.search(value) or not _latin1(value) or value != value.strip():
                 raise ValueError(f"header {name!r} has a value that cannot be sent in HTTP "
-                                 "(line breaks, leading or trailing spaces, or characters "
-                                 "outside Latin-1)")
+                                 "(control characters such as line breaks, leading or "
+                                 "trailing spaces, or characters outside Latin-1)")
             if name.lower().startswith("x-jobsched-"):
                 raise ValueError("X-Jobsched-* headers are set by jobsched")
+            if reserved_header(name):
+                raise ValueError(f"header {name!r} belongs to the connection and is set by "
+                                 "jobsched")
         return v
 
     @pydantic.field_validator("body")

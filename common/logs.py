@@ -47,9 +47,12 @@ def configure(level: str, process: str, fmt: str = "text") -> None:
 def target_for_log(url: str) -> str:
     """Only scheme, host and port of a target: paths and queries of webhook
     URLs often are the secret (e.g. Slack incoming webhooks)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:   # a URL written before the API checked ports: never raise here
+        return "(an invalid URL)"
     return f"{parts.scheme}://{host}{port}/…"
 
 

@@ -34,6 +34,17 @@ CONCURRENCY_FORBID = "forbid"
 DEFAULT_SUCCESS = ((200, 299),)
 
 
+# Headers that frame the request or the connection: jobsched sets them; a
+# job's own would let it rewrite the calls of other jobs sharing a connection.
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
+                              "keep-alive", "te", "trailer", "upgrade", "expect"})
+
+
+def reserved_header(name: str) -> bool:
+    lower = name.lower()
+    return lower in RESERVED_HEADERS or lower.startswith("proxy-")
+
+
 def execution_id(job_id: str, fire_ms: int) -> str:
     """Deterministic id of one fire: the same on every retry and redelivery."""
     return f"{job_id}:{fire_ms}"

@@ -88,6 +88,26 @@ def test_job_fields_round_trip(client):
     ({**VALID, "retryBackoffMs": 0}, "retryBackoffMs"),
     ({**VALID, "misfire": "catch_up_all"}, "misfire"),
     ({**VALID, "concurrency": "queue"}, "concurrency"),
+    # URLs a worker cannot call, or should not (credentials belong in a header)
+    ({**VALID, "api": "http://127.0.0.1:99999/x"}, "api"),
+    ({**VALID, "api": "http://127.0.0.1:abc/x"}, "api"),
+    ({**VALID, "api": "http://127.0.0.1:0/x"}, "api"),
+    ({**VALID, "api": "http://user:secret@example.com/x"}, "api"),
+    ({**VALID, "api": "http://exa mple.com/x"}, "api"),
+    ({**VALID, "api": "http://example.com/a\r\nX-Smuggled: 1"}, "api"),
+    ({**VALID, "api": "http://bad_host!.com/x"}, "api"),
+    ({**VALID, "api": "http://[::1/x"}, "api"),
+    ({**VALID, "api": "http://" + "a" * 64 + ".com/x"}, "api"),
+    ({**VALID, "api": "http://example.com/" + "x" * 2100}, "api"),
+    ({**VALID, "alertWebhook": "https://example.com:70000/hook"}, "alertWebhook"),
+    ({**VALID, "alertWebhook": "https://u:p@example.com/hook"}, "alertWebhook"),
+    # headers that would frame the request, or break its lines
+    *[({**VALID, "headers": {name: "1"}}, "headers") for name in (
+        "Host", "Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "TE",
+        "Trailer", "Upgrade", "Expect", "Proxy-Authorization")],
+    ({**VALID, "headers": {"X-A": "a\x00b"}}, "headers"),
+    ({**VALID, "headers": {"X-A": "a\x1bb"}}, "headers"),
+    ({**VALID, "headers": {"X-A": "a\nb"}}, "headers"),
 ])
 def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions, store,
                                                                 payload, field):
@@ -98,6 +118,31 @@ def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions
     assert error["code"] == "invalid_request" and error["message"]
     assert job_count(sessions) == 0
     assert store.client.zcard(store.keys.schedule) == 0
+
+
+def test_international_names_and_ip_literals_are_valid_targets(client):
+    for url in ("http://bücher.example/x", "https://[2001:db8::1]:8443/x", "http://10.0.0.1/",
+                "http://example.com./x", "http://h/x?q=a%20b#frag"):
+        r = client.post("/jobs", json={**VALID, "api": url, "headers": {"X-Tab": "a\tb"}})
+        assert r.status_code == 201, (url, r.get_json())
+
+
+def test_an_error_in_the_middle_of_a_create_leaves_no_row(client, sessions, store):
+    """A 500 before the commit: the transaction is rolled back whole."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    def fail(session, flush_context, instances):
+        raise RuntimeError("injected in the middle of the create")
+    event.listen(Session, "before_flush", fail)
+    try:
+        r = client.post("/jobs:batch", json={"jobs": [VALID, VALID]})
+        assert r.status_code == 500 and r.get_json()["error"]["code"] == "internal_error"
+        assert client.post("/jobs", json=VALID).status_code == 500
+    finally:
+        event.remove(Session, "before_flush", fail)
+    assert job_count(sessions) == 0
+    assert store.client.hlen(store.keys.jobs) == 0
 
 
 DEEP = b"[" * 100_000 + b"]" * 100_000

@@ -97,6 +97,18 @@ def test_request_is_serialised_with_host_length_and_overrides():
         ("https", "example.com", 443)
 
 
+@pytest.mark.parametrize("headers", [{"Content-Length": "0"}, {"Transfer-Encoding": "chunked"},
+                                     {"host": "other"}, {"Connection": "close"},
+                                     {"Proxy-Authorization": "x"}, {"X-A": "a\r\nX-B: smuggled"},
+                                     {"X-A": "a\x00"}])
+def test_headers_that_would_reframe_the_request_are_refused(headers):
+    """A job's headers go out on connections other jobs share: none of
+    them may change where a request ends (jobs written before the API
+    refused them meet this)."""
+    with pytest.raises(ValueError):
+        build_request("POST", "http://example.com/", headers, b"{}")
+
+
 def test_keep_alive_reuses_one_connection():
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
     server = RawServer([answer] * 3)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 import time
 from collections import defaultdict, deque
@@ -29,10 +30,13 @@ import certifi
 import httptools
 from requests.utils import requote_uri
 
+from common.message import reserved_header
 from common.targets import DenyList
 from common.timeutil import now_ms
 
 READ_LIMIT = 64 * 1024
+# Characters that would end a header line or the request line early.
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 IDLE_PER_ORIGIN = 1024
 TIMER_SLACK_S = 0.002
 
@@ -63,7 +67,10 @@ class Request:
 
 def build_request(method: str, url: str, headers: dict[str, str],
                   body: bytes | None) -> Request:
-    """Serialise a request once; ``headers`` override the defaults (not Host)."""
+    """Serialise a request once; ``headers`` override the defaults. Headers
+    that frame the request (Host, Content-Length, Transfer-Encoding, ...) and
+    control characters are refused (ValueError): the API refuses them too,
+    this guards jobs written before it did."""
     parts = urlsplit(requote_uri(url))
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
@@ -75,7 +82,11 @@ def build_request(method: str, url: str, headers: dict[str, str],
         fields["authorization"] = ("Authorization", "Basic " + base64.b64encode(
             credentials.encode("latin-1")).decode())
     for name, value in headers.items():
+        if reserved_header(name) or _UNSENDABLE.search(name) or _UNSENDABLE.search(value):
+            raise ValueError(f"header {name!r} cannot be sent as given")
         fields[name.lower()] = (name, value)
+    if _UNSENDABLE.search(host_header) or _UNSENDABLE.search(target):
+        raise ValueError("the URL cannot be sent as given")
     if body is not None or method in ("POST", "PUT", "PATCH"):
         fields["content-length"] = ("Content-Length", str(len(body or b"")))
     lines = [f"{method} {target} HTTP/1.1"] + [f"{n}: {v}" for n, v in fields.values()]
