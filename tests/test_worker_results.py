@@ -1,4 +1,6 @@
-"""What the result writer decides for an outcome (pure, no server)."""
+"""What the result writer decides for an outcome (pure, no server), and how
+it records a batch in which one result cannot be recorded (real database
+and Redis)."""
 from common.message import FireMessage, JobSpec
 from common.settings import Settings
 from worker.http import DEFERRED, FAILED, SKIPPED, SUCCESS, Outcome
@@ -7,8 +9,8 @@ from worker.results import DEFER_MS, decide
 SETTINGS = Settings()
 
 
-def outcome(status, attempt=1, type="ATLEAST_ONCE", max_retries=2, skip=None):
-    spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
+def outcome(status, attempt=1, type="ATLEAST_ONCE", max_retries=2, skip=None, job_id="j"):
+    spec = JobSpec(id=job_id, version=1, schedule="* * * * * *", timezone="UTC",
                    url="http://127.0.0.1:1/", type=type, max_retries=max_retries,
                    retry_backoff_ms=1000)
     raw = FireMessage.encode(spec.to_json(), 5000, attempt).encode()
@@ -53,3 +55,37 @@ def test_a_backlog_is_read_only_from_first_attempts():
     assert waiting_since(FireMessage.encode(spec, 5000, attempt=2).encode()) is None
     assert waiting_since(FireMessage.encode(spec, 5000, redeliveries=1).encode()) is None
     assert waiting_since(FireMessage.encode_skip(spec, 5000, 9000, 5, "misfire").encode()) is None
+
+
+def test_a_result_that_cannot_be_recorded_costs_only_itself(engine, store, sessions):
+    """One outcome whose deciding raises (a spec no code path expects) and one
+    that is fine, in one batch: the bad fire gets a FAILED row naming the
+    error and an alert; the other is recorded as it is; both are
+    acknowledged, and neither is handed back to be called again."""
+    from sqlalchemy import select
+
+    from common.metrics import MetricsRecorder
+    from common.models import Alert, Execution
+    from worker.results import ResultWriter
+
+    class NoWebhooks:
+        def send(self, alert, body):
+            pass
+    settings = Settings(worker_id="w1")
+    writer = ResultWriter(engine, store, settings, NoWebhooks(), MetricsRecorder())
+    good = outcome(SUCCESS)
+    # will_retry() compares the attempt with None: a TypeError while deciding.
+    bad = outcome(FAILED, max_retries=None, job_id="bad")
+    for o in (good, bad):
+        store.client.rpush(store.keys.inflight("w1"), o.message.raw)
+    recorded = writer._record([good, bad])
+    writer._ack(recorded)
+    with sessions() as session:
+        rows = {r.job_id: r for r in session.scalars(select(Execution))}
+        alerts = session.scalars(select(Alert)).all()
+    assert rows["j"].status == "SUCCESS"
+    assert rows["bad"].status == "FAILED" and rows["bad"].final
+    assert rows["bad"].error.startswith("the result could not be recorded: TypeError")
+    assert [a.job_id for a in alerts] == ["bad"] and "could not be recorded" in alerts[0].message
+    assert store.client.llen(store.keys.inflight("w1")) == 0
+    assert store.client.llen(store.keys.ready) == 0

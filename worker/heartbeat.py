@@ -15,13 +15,17 @@ log = logging.getLogger(__name__)
 
 class Heartbeat(threading.Thread):
     def __init__(self, store: RedisStore, worker_id: str, ttl_ms: int,
-                 metrics: MetricsRecorder | None = None, on_beat=None):
+                 metrics: MetricsRecorder | None = None, on_beat=None,
+                 healthy=lambda: True):
         super().__init__(name="heartbeat", daemon=True)
         self.store = store
         self.worker_id = worker_id
         self.ttl_ms = ttl_ms
         self.metrics = metrics
         self.on_beat = on_beat   # called after each beat (system checks)
+        # The heartbeat says the worker works: none while one of its essential
+        # threads is dead (its messages are then handed on).
+        self.healthy = healthy
         self._stopping = threading.Event()
 
     def beat(self) -> None:
@@ -36,6 +40,9 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.wait(self.ttl_ms / 3000.0):
+            if not self.healthy():
+                log.error("worker %s is not healthy: no heartbeat", self.worker_id)
+                continue
             try:
                 self.beat()
             except RedisError:

@@ -30,7 +30,7 @@ from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
 from worker import streaks
-from worker.alerts import WebhookSender, failure_alert, payload
+from worker.alerts import WebhookSender, alert_row, failure_alert, payload
 from worker.http import DEFERRED, DROPPED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
@@ -119,6 +119,14 @@ class ResultWriter(threading.Thread):
         return not self.is_alive()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            # The worker notices (it exits, so its messages are handed on).
+            log.critical("the result writer stopped on an unexpected error", exc_info=True)
+            raise
+
+    def _run(self) -> None:
         while True:
             try:
                 first = self.queue.get(timeout=0.2)
@@ -138,19 +146,39 @@ class ResultWriter(threading.Thread):
             self._report(recorded, [(a, r.outcome) for r in recorded for a in r.alerts])
 
     def _record(self, batch: list[Outcome]) -> list[Recorded]:
-        """Decide and write a batch. A result that cannot be written at all
-        (a bug, data the database refuses) costs only itself: it is logged
-        and acknowledged without its row, never called again in a loop."""
+        """Decide and write a batch. A result that cannot be decided or
+        written (a bug, data the database refuses) costs only itself: its
+        fire gets a FAILED row naming the error, and an alert."""
         try:
             recorded = [self._decide(o) for o in batch]
             self._write(recorded)
             return recorded
-        except Exception:
+        except Exception as e:
             if len(batch) > 1:   # one at a time, to find the bad one
                 return [r for o in batch for r in self._record([o])]
+            outcome = batch[0]
             log.exception("the result of execution %s attempt %d cannot be recorded",
-                          batch[0].message.execution_id, batch[0].message.attempt)
-            return [Recorded(replace(batch[0], status=DROPPED), final=False)]
+                          outcome.message.execution_id, outcome.message.attempt)
+            return [self._record_failure(outcome, e)]
+
+    def _record_failure(self, outcome: Outcome, error: Exception) -> Recorded:
+        """The plainest record of a fire whose result could not be written:
+        FAILED, final, naming the error; if even that fails, acknowledged
+        without a row (it must not be called again in a loop)."""
+        msg = outcome.message
+        text = f"the result could not be recorded: {type(error).__name__}: {error}"[:1000]
+        failure = replace(outcome, status=FAILED, http_status=None, error=text,
+                          response_snippet=None, retry_after_ms=None)
+        alert = alert_row("execution_failed", msg.spec.id, msg.execution_id, text,
+                          failure.finished_ms, self.webhook_for(msg.spec))
+        recorded = Recorded(failure, final=True, alerts=(alert,))
+        try:
+            self._write([recorded])
+            return recorded
+        except Exception:
+            log.exception("execution %s attempt %d: not even its failure could be recorded",
+                          msg.execution_id, msg.attempt)
+            return Recorded(replace(outcome, status=DROPPED), final=False)
 
     def _decide(self, outcome: Outcome) -> Recorded:
         recorded = decide(outcome, self.settings)
@@ -179,15 +207,9 @@ class ResultWriter(threading.Thread):
                 self._insert(batch)
                 return
             except (IntegrityError, DataError):
-                # Permanent: retrying cannot help. Write rows one by one so a
-                # single bad row does not hold back the others.
-                if len(batch) > 1:
-                    for one in batch:
-                        self._write([one])
-                    return
-                log.error("execution %s cannot be recorded; dropping its row",
-                          batch[0].outcome.message.execution_id, exc_info=True)
-                return
+                # Permanent: retrying cannot help. Rows one by one (in
+                # _record) so a single bad row does not hold back the others.
+                raise
             except SQLAlchemyError as e:
                 log.warning("cannot record %d results (%s); retrying in %.1fs",
                             len(batch), type(e).__name__, backoff)

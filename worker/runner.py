@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
 import threading
 import time
@@ -112,8 +113,9 @@ class Worker:
         self._suspects: set[bytes] = set()
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         self.watch = SystemWatch(store, engine, self.webhooks, settings)
+        self.calls = threading.Thread(target=self.loop.run_forever, name="calls", daemon=True)
         self.heartbeat = Heartbeat(store, self.id, settings.worker_heartbeat_ttl_ms,
-                                   self.metrics, self.watch.check)
+                                   self.metrics, self.watch.check, self._healthy)
 
     # -- the popping (main) thread -------------------------------------------
     def run_forever(self) -> None:
@@ -125,20 +127,29 @@ class Worker:
             log.warning("worker %s: of the messages a previous run held, %d redelivered, "
                         "%d at-most-once calls recorded as lost, %d duplicates dropped",
                         self.id, leftovers.requeued, leftovers.lost, leftovers.dropped)
+        self.writer.start()
+        self.calls.start()
         self.heartbeat.beat()
         self.heartbeat.start()
-        self.writer.start()
-        calls = threading.Thread(target=self.loop.run_forever, name="calls", daemon=True)
-        calls.start()
         log.info("worker %s ready (%d concurrent calls)", self.id,
                  self.settings.worker_concurrency)
         while not self.stop_event.is_set():
+            if not self._healthy():
+                # Without its writer or its calls' loop a worker would take
+                # work it never finishes: end, so it is started again and its
+                # messages are handed on.
+                log.critical("worker %s: an essential thread died; exiting", self.id)
+                logging.shutdown()
+                os._exit(1)
             room = self._room()
             if room:
                 self._pop(room)
             if time.monotonic() >= self._next_sweep:
                 self._sweep_stranded()
-        self._shutdown(calls)
+        self._shutdown(self.calls)
+
+    def _healthy(self) -> bool:
+        return self.writer.is_alive() and self.calls.is_alive()
 
     def _room(self) -> int:
         """How many more messages may be taken now (waits a little for room)."""
