@@ -202,12 +202,82 @@ def test_timeout_refused_and_denied():
     assert 0.25 <= time.monotonic() - started < 2
     with pytest.raises(ConnectionRefusedError):
         run(lambda client: client.request(get(f"http://127.0.0.1:{refused_port}/"), 2))
-    target = Target()
-    with pytest.raises(ConnectionError, match="127.0.0.1 is denied"):
-        run(lambda client: client.request(get(f"http://localhost:{target.port}/ok"), 2),
-            DENY_LOOPBACK)
-    assert target.received() == []
     silent.close()
+
+
+def test_a_denied_address_is_never_connected_to_open_port_or_not():
+    """Checked before connecting (and so before TLS): the same error whether
+    a port is open or closed, so the answers map nothing."""
+    open_port = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    errors = []
+    for url in (f"http://localhost:{open_port.port}/", f"http://127.0.0.1:{closed_port}/",
+                f"https://localhost:{open_port.port}/"):
+        with pytest.raises(ConnectionError) as e:
+            run(lambda client, u=url: client.request(get(u), 2), DENY_LOOPBACK)
+        errors.append(str(e.value))
+    assert errors == ["target address not allowed"] * 3
+    assert open_port.connections == 0
+    open_port.close()
+
+
+def test_an_endless_or_crowded_head_fails_the_call_early_and_bounded():
+    endless = RawServer([b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 2_000_000])
+    crowded = RawServer([b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-H%d: v\r\n" % i for i in range(200)) + b"Content-Length: 0\r\n\r\n"])
+    for server, message in ((endless, "too large"), (crowded, "exceed 100")):
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match=message):
+            run(lambda client, s=server: client.request(get(s.url()), 10))
+        assert time.monotonic() - started < 5   # not held until the 10 s deadline
+        server.close()
+
+
+def test_idle_connections_expire_and_the_pool_is_capped(monkeypatch):
+    import worker.client
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    servers = [RawServer([answer] * 3) for _ in range(3)]
+    monkeypatch.setattr(worker.client, "IDLE_EXPIRY_S", 0.3)
+
+    async def scenario():
+        client = Client(ALLOW, asyncio.get_running_loop(), max_idle=2)
+        for server in servers:   # three origins, one connection each
+            await client.request(get(server.url()), 5)
+        kept = client._idle_count
+        await asyncio.sleep(0.6)   # past the expiry, and a sweep
+        expired = client._idle_count
+        await client.request(get(servers[0].url()), 5)   # after expiry: a new connection
+        client.close()
+        return kept, expired
+    kept, expired = asyncio.run(scenario())
+    assert (kept, expired) == (2, 0)
+    assert servers[0].connections == 2
+    for server in servers:
+        server.close()
+
+
+def test_a_step_of_the_wall_clock_does_not_move_a_send(monkeypatch):
+    """A fire is held on the monotonic clock: the wall clock stepping back an
+    hour after it was armed neither freezes it nor sends it early."""
+    import worker.client
+    target = Target()
+    at_ms = now_ms() + 300
+    real = time.time
+
+    async def send(client):
+        pending = asyncio.ensure_future(client.send(get(target.url("/ok/clock")), at_ms, 5))
+        await asyncio.sleep(0.05)
+        monkeypatch.setattr(worker.client.time, "time", lambda: real() - 3600)
+        return await asyncio.wait_for(pending, 3)
+    try:
+        response = run(send)
+    finally:
+        monkeypatch.setattr(worker.client.time, "time", real)
+    assert response.status == 200
+    (arrival,) = [r.arrived_ms for r in target.received("/ok/clock")]
+    assert at_ms <= arrival < at_ms + 200
     target.close()
 
 

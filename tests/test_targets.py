@@ -38,7 +38,7 @@ def target():
 
 def test_guarded_session_refuses_a_name_that_resolves_to_a_denied_address(target):
     denying = make_session(2, DenyList.build(DEFAULT_DENY, deny_loopback=True))
-    with pytest.raises(requests.ConnectionError, match="is denied"):
+    with pytest.raises(requests.ConnectionError, match="target address not allowed"):
         denying.get(f"http://localhost:{target.port}/ok", timeout=5)
     assert target.received() == []
     allowing = make_session(2, DenyList.build(DEFAULT_DENY, deny_loopback=False))

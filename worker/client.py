@@ -7,19 +7,27 @@ and requests costs ~0.4 ms of CPU per call; here a call on a pooled
 connection is one ``write`` and one parse. That is what lets a worker send a
 second's worth of fires at the second itself.
 
-Only what a job needs: one request, no redirects followed, at most
-``READ_LIMIT`` bytes of the answer read, one deadline for connect + answer.
-A request is written at most once: a connection found closed before the
-write is replaced, but an answer that does not come after the write is that
-call's failure, never a second send (at-most-once depends on it). Each new
-connection's peer address is checked against the deny list (SSRF) once
-connected, so the check covers the address DNS actually returned.
+Only what a job needs, and bounded against hostile targets: one request, no
+redirects followed, at most ``READ_LIMIT`` bytes of the answer read and
+``MAX_HEAD_BYTES`` / ``MAX_HEADERS`` of its head, one deadline for the whole
+call (connect and answer) that nothing restarts. A request is written at most
+once: a connection found closed before the write is replaced, but an answer
+that does not come after the write is that call's failure, never a second
+send (at-most-once depends on it). Idle connections expire after
+``IDLE_EXPIRY_S`` and at most ``max_idle`` are kept. Timers run on the
+monotonic clock: a step of the wall clock neither freezes nor hurries calls.
+
+The target's name is resolved first and each address checked against the
+deny list (SSRF) before any connection is made to it (and so before TLS);
+the connection goes to the address that was checked. A denied target reads
+"target address not allowed", whether its port is open or not.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import re
+import socket
 import ssl
 import time
 from collections import defaultdict, deque
@@ -35,14 +43,17 @@ from common.targets import DenyList
 from common.timeutil import now_ms
 
 READ_LIMIT = 64 * 1024
+MAX_HEAD_BYTES = 16 * 1024   # status line and headers of an answer (as h11 and aiohttp)
+MAX_HEADERS = 100
+IDLE_EXPIRY_S = 30.0
 # Characters that would end a header line or the request line early.
 _UNSENDABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-IDLE_PER_ORIGIN = 1024
 TIMER_SLACK_S = 0.002
 
 
 class DeniedAddress(ConnectionError):
-    pass
+    def __init__(self):
+        super().__init__("target address not allowed")
 
 
 class StaleConnection(ConnectionError):
@@ -117,8 +128,15 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._fail(ConnectionError(f"malformed HTTP answer: {e}"))
+            cause = e.__context__ if isinstance(e.__context__, ConnectionError) else None
+            self._fail(cause or ConnectionError(f"malformed HTTP answer: {e}"))
             return
+        if not self._headers_done and self._waiter is not None:
+            # A head still incomplete: what the parser holds of it is bounded.
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD_BYTES:
+                self._fail(ConnectionError("the answer's headers are too large"))
+                return
         if self._size >= READ_LIMIT:
             self._finish(reusable=False)   # enough read; the rest is not wanted
 
@@ -139,6 +157,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_count > MAX_HEADERS or self._header_bytes > MAX_HEAD_BYTES:
+            raise ConnectionError(f"the answer's headers exceed {MAX_HEADERS} or "
+                                  f"{MAX_HEAD_BYTES // 1024} KiB")
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -156,7 +179,7 @@ class _Connection(asyncio.Protocol):
         if status < 200:  # an interim answer (103 Early Hints, ...): the real one follows
             self._headers, self._body, self._size = {}, [], 0
             self._headers_done = False
-            return
+            return   # (its head counts towards the answer's head: bounded all the same)
         self._finish(reusable=self._parser.should_keep_alive())
 
     # requests
@@ -168,6 +191,7 @@ class _Connection(asyncio.Protocol):
         self._request = request
         self._parser = httptools.HttpResponseParser(self)
         self._headers, self._body, self._size = {}, [], 0
+        self._head_size = self._header_count = self._header_bytes = 0
         self._headers_done = False
         self._got_bytes = self._sent = False
         self._timer = self.loop.call_at(deadline, self._timed_out)
@@ -222,12 +246,16 @@ class _Connection(asyncio.Protocol):
 class Client:
     """Connection pools per origin, shared by all calls of one worker."""
 
-    def __init__(self, deny: DenyList, loop: asyncio.AbstractEventLoop):
+    def __init__(self, deny: DenyList, loop: asyncio.AbstractEventLoop, max_idle: int = 1024):
         self.deny = deny
         self.loop = loop
-        self._idle: dict[tuple, deque[_Connection]] = defaultdict(deque)
-        self._batches: dict[int, list] = {}   # fire ms -> requests to send then
+        self.max_idle = max_idle   # idle connections kept, all origins together
+        # origin -> idle connections, each with the loop time it became idle
+        self._idle: dict[tuple, deque[tuple[_Connection, float]]] = defaultdict(deque)
+        self._idle_count = 0
+        self._batches: dict[int, tuple[float, list]] = {}   # fire ms -> (loop time, to send)
         self._tls = ssl.create_default_context(cafile=certifi.where())
+        self._expiry = loop.call_later(IDLE_EXPIRY_S, self._expire)
 
     async def reserve(self, origin: tuple, timeout_s: float) -> _Connection | None:
         """A connection ready for a call to be sent later: an idle one of the
@@ -254,86 +282,114 @@ class Client:
                    connection: _Connection | None = None) -> Response:
         """Write ``request`` at ``at_ms`` (epoch ms; at once if past) and
         return the answer, or raise TimeoutError / ConnectionError /
-        ssl.SSLError / OSError. ``timeout_s`` runs from the send instant.
+        ssl.SSLError / OSError. ``timeout_s`` runs from the send instant, for
+        the whole call.
 
         On ``connection`` when it is still open (reserved ahead: the write is
         all that is left at the fire time), else on an idle or new one. One
         timer writes every request due at the same millisecond in a single
         pass: a second's burst leaves within a few milliseconds."""
         origin = request.origin
+        at = self.loop.time() + max(0.0, at_ms / 1000 - time.time())   # on the loop's clock
+        deadline = at + timeout_s
         if connection is None or connection.closed:
             connection = self._take(origin)
         if connection is not None:
             try:
-                return await self._write(connection, request, at_ms, timeout_s)
+                return await self._write(connection, request, at_ms, at, deadline)
             except StaleConnection:
                 pass   # closed before the write: nothing was sent
-        delay_ms = at_ms - now_ms()
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000)
-        connection = await self._connect(origin, self.loop.time() + timeout_s)
-        return await self._write(connection, request, now_ms(), timeout_s)
+        if at > self.loop.time():
+            await asyncio.sleep(at - self.loop.time())
+        connection = await self._connect(origin, deadline)
+        return await self._write(connection, request, at_ms, self.loop.time(), deadline)
 
-    async def _write(self, connection: _Connection, request: Request, at_ms: int,
-                     timeout_s: float) -> Response:
+    async def _write(self, connection: _Connection, request: Request, at_ms: int, at: float,
+                     deadline: float) -> Response:
         waiter = self.loop.create_future()
-        delay_s = at_ms / 1000 - time.time()
-        connection.arm(request, self.loop.time() + max(0.0, delay_s) + timeout_s, waiter)
-        if delay_s > 0:
-            self._batch(at_ms).append(connection)
+        connection.arm(request, deadline, waiter)
+        if at > self.loop.time():
+            self._batch(at_ms, at).append(connection)
         else:
             connection.fire()
         response = await waiter
         self._give_back(request.origin, connection)
         return response
 
-    def _batch(self, at_ms: int) -> list[_Connection]:
-        batch = self._batches.get(at_ms)
-        if batch is None:
-            batch = self._batches[at_ms] = []
+    def _batch(self, at_ms: int, at: float) -> list[_Connection]:
+        entry = self._batches.get(at_ms)
+        if entry is None:
+            entry = self._batches[at_ms] = (at, [])
             # Woken a little early (the loop's timers are ms-grained and may
             # be late by as much), then the last stretch is waited exactly.
-            early = at_ms / 1000 - time.time() - TIMER_SLACK_S
-            self.loop.call_later(max(0.0, early), self._send_batch, at_ms)
-        return batch
+            self.loop.call_at(at - TIMER_SLACK_S, self._send_batch, at_ms)
+        return entry[1]
 
     def _send_batch(self, at_ms: int) -> None:
-        at = at_ms / 1000
-        while time.time() < at:
+        at, batch = self._batches.pop(at_ms)
+        while self.loop.time() < at:
             pass
-        for connection in self._batches.pop(at_ms):
+        for connection in batch:
             connection.fire()
 
     def _take(self, origin) -> _Connection | None:
         idle = self._idle.get(origin)
         while idle:
-            connection = idle.pop()
+            connection, _ = idle.pop()
+            self._idle_count -= 1
             if connection.idle:
                 return connection
         return None
 
     def _give_back(self, origin, connection: _Connection) -> None:
-        idle = self._idle[origin]
-        if connection.idle and len(idle) < IDLE_PER_ORIGIN:
-            idle.append(connection)
-        elif connection.idle:
+        if not connection.idle:
+            return
+        if self._idle_count >= self.max_idle:
             connection._close()
+            return
+        self._idle[origin].append((connection, self.loop.time()))
+        self._idle_count += 1
+
+    def _expire(self) -> None:
+        """Close the connections idle for longer than IDLE_EXPIRY_S (the
+        oldest are at the left of each origin's deque)."""
+        limit = self.loop.time() - IDLE_EXPIRY_S
+        for origin in list(self._idle):
+            idle = self._idle[origin]
+            while idle and (idle[0][1] < limit or not idle[0][0].idle):
+                idle.popleft()[0]._close()
+                self._idle_count -= 1
+            if not idle:
+                del self._idle[origin]
+        self._expiry = self.loop.call_later(IDLE_EXPIRY_S / 3, self._expire)
 
     async def _connect(self, origin, deadline: float) -> _Connection:
+        """A new connection to an allowed address of the origin (checked
+        before connecting), within the call's deadline."""
         scheme, host, port = origin
         tls = self._tls if scheme == "https" else None
-        remaining = max(0.001, deadline - self.loop.time())
-        _, connection = await asyncio.wait_for(self.loop.create_connection(
-            lambda: _Connection(self.loop), host, port, ssl=tls,
-            server_hostname=host if tls else None), remaining)
-        address = connection.transport.get_extra_info("peername")[0]
-        if self.deny.denies(address):
-            connection._close()
-            raise DeniedAddress(f"target address {address} is denied (JOBSCHED_TARGET_DENY)")
-        return connection
+        infos = await asyncio.wait_for(
+            self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            max(0.001, deadline - self.loop.time()))
+        allowed = [info[4] for info in infos if not self.deny.denies(info[4][0])]
+        if not allowed:
+            raise DeniedAddress()
+        error: Exception | None = None
+        for address in allowed:
+            try:
+                _, connection = await asyncio.wait_for(self.loop.create_connection(
+                    lambda: _Connection(self.loop), address[0], address[1], ssl=tls,
+                    server_hostname=host if tls else None),
+                    max(0.001, deadline - self.loop.time()))
+                return connection
+            except (OSError, ssl.SSLError) as e:   # the next address, as connect() does
+                error = e
+        raise error
 
     def close(self) -> None:
+        self._expiry.cancel()
         for idle in self._idle.values():
-            for connection in idle:
+            for connection, _ in idle:
                 connection._close()
         self._idle.clear()
+        self._idle_count = 0

@@ -1,9 +1,14 @@
-"""HTTP connections that refuse denied target addresses.
+"""HTTP connections (of the alert webhooks) that refuse denied target
+addresses.
 
-The check runs on the socket's peer address once connected, so it applies to
-the address DNS actually gave for this call (no resolve-then-connect gap).
+The name is resolved and each address checked before connecting, so a denied
+address is never connected to (whether its port is open or not, the error is
+the same); the socket's peer address is checked again once connected, so a
+name whose answer changed in between is caught too.
 """
 from __future__ import annotations
+
+import socket
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -13,24 +18,36 @@ from urllib3.exceptions import NewConnectionError
 from common.targets import DenyList
 
 
+NOT_ALLOWED = "target address not allowed"
+
+
 def guarded_adapter(deny: DenyList, pool_size: int) -> HTTPAdapter:
-    def check(connection, sock):
-        address = sock.getpeername()[0]
-        if deny.denies(address):
+    def check_before(connection):
+        try:
+            infos = socket.getaddrinfo(connection._dns_host, connection.port,
+                                       type=socket.SOCK_STREAM)
+        except OSError:
+            return   # the connect itself reports it
+        if infos and all(deny.denies(info[4][0]) for info in infos):
+            raise NewConnectionError(connection, NOT_ALLOWED)
+
+    def check_after(connection, sock):
+        if deny.denies(sock.getpeername()[0]):
             sock.close()
-            raise NewConnectionError(
-                connection, f"target address {address} is denied (JOBSCHED_TARGET_DENY)")
+            raise NewConnectionError(connection, NOT_ALLOWED)
 
     class GuardedHTTPConnection(HTTPConnection):
         def _new_conn(self):
+            check_before(self)
             sock = super()._new_conn()
-            check(self, sock)
+            check_after(self, sock)
             return sock
 
     class GuardedHTTPSConnection(HTTPSConnection):
         def _new_conn(self):
+            check_before(self)
             sock = super()._new_conn()
-            check(self, sock)
+            check_after(self, sock)
             return sock
 
     class GuardedHTTPPool(HTTPConnectionPool):

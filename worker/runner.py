@@ -88,7 +88,8 @@ class Worker:
         self.stop_event = threading.Event()
         deny = settings.deny_list()
         self.loop = asyncio.new_event_loop()
-        self.client = Client(deny, self.loop)
+        # Idle connections kept: as many as calls in hand, enough for a second's fires.
+        self.client = Client(deny, self.loop, max_idle=settings.worker_concurrency)
         self.max_hold_ms = settings.dispatch_ahead_ms + CLOCK_SLACK_MS
         # Redis commands of a call (the gate, the overlap mark) run here,
         # off the loop.
