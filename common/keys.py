@@ -12,6 +12,8 @@
 | deleted              | ZSET         | job id -> when it was deleted: no later write revives it |
 | fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the worker calling it, |
 |                      |              | then "done" once recorded (at most one call per attempt) |
+| results              | LIST         | results the database could not take yet (worker/spool.py) |
+| results-writing:<w>  | LIST         | spooled results a worker is writing (handed back if it dies) |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
 | retry                | ZSET         | message of a fire's next attempt -> when it is due (ms) |
 | inflight:<worker>    | LIST         | messages a worker holds (BLMOVE target) until acked     |
@@ -100,6 +102,13 @@ class Keys:
 
     def inflight(self, worker_id: str) -> str:
         return f"{self.prefix}inflight:{worker_id}"
+
+    @property
+    def results(self) -> str:
+        return self.prefix + "results"
+
+    def results_writing(self, worker_id: str) -> str:
+        return f"{self.prefix}results-writing:{worker_id}"
 
     def fire_mark(self, execution_id: str, attempt: int) -> str:
         return f"{self.prefix}fire:{execution_id}:{attempt}"

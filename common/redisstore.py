@@ -55,6 +55,7 @@ class RedisStore:
         self._release = client.register_script(_load("release_inflight"))
         self._begin = client.register_script(_load("begin_fires"))
         self._acknowledge = client.register_script(_load("acknowledge"))
+        self._take_results = client.register_script(_load("take_results"))
         self._promote = client.register_script(_load("promote_retries"))
         self._pop_ready = client.register_script(_load("pop_ready"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
@@ -179,7 +180,8 @@ class RedisStore:
         (see common/lua/release_inflight.lua). Without ``leader``: the worker
         itself gives them up (at start, what its previous life held)."""
         k = self.keys
-        keys = [k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader]
+        keys = [k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader,
+                k.results_writing(worker_id), k.results]
         args: list = [worker_id, leader, done_ttl_ms, CALLING_MARK_TTL_MS]
         for raw in messages:
             mark, kind = self._mark_of(raw)
@@ -230,22 +232,37 @@ class RedisStore:
         return [a if a.startswith(b"{") else a.decode() for a in answers]
 
     def acknowledge(self, worker_id: str, done: list[tuple[FireMessage, str | None]],
-                    retries: dict, done_ttl_ms: int) -> list[bool]:
+                    retries: dict, done_ttl_ms: int, spool: list[str] = ()) -> list[bool]:
         """One atomic step (common/lua/acknowledge.lua): each message leaves
-        the in-flight list and its fire's mark is settled ("done": recorded;
-        "clear": the same attempt runs later; None: the mark is not this
-        worker's), and the retries are scheduled. Returns, per message,
-        whether it was still in flight (False: the reaper or a hand-back had
-        moved it)."""
+        the in-flight list and its fire's mark is settled ("done": recorded
+        or spooled; "clear": the same attempt runs later; None: the mark is
+        not this worker's), the retries are scheduled, and ``spool`` entries
+        (results the database could not take) are kept. Returns, per
+        message, whether it was still in flight (False: the reaper or a
+        hand-back had moved it)."""
         k = self.keys
-        keys = [k.inflight(worker_id), k.retry]
-        args: list = [done_ttl_ms, len(done)]
+        keys = [k.inflight(worker_id), k.retry, k.results]
+        args: list = [done_ttl_ms, len(done), len(retries)]
         for msg, mark in done:
             keys.append(k.fire_mark(msg.execution_id, msg.attempt))
             args += [msg.raw, mark or ""]
         for message, due_ms in retries.items():
             args += [due_ms, message]
+        args += list(spool)
         return [found == 1 for found in self._acknowledge(keys=keys, args=args)]
+
+    def take_results(self, worker_id: str, limit: int) -> list[bytes]:
+        """Spooled results for this worker to write (those it took before
+        and did not finish first)."""
+        k = self.keys
+        return self._take_results(keys=[k.results, k.results_writing(worker_id)],
+                                  args=[limit])
+
+    def results_written(self, worker_id: str) -> None:
+        self.client.delete(self.keys.results_writing(worker_id))
+
+    def spooled(self) -> int:
+        return self.client.llen(self.keys.results)
 
     def drop_malformed(self, worker_id: str, raw: bytes) -> None:
         self.client.lrem(self.keys.inflight(worker_id), 1, raw)

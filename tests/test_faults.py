@@ -11,6 +11,7 @@ touch the machine's shared one); MariaDB is reached through a TCP proxy the
 tests can cut, so the machine's server is left running as it was. A test
 fails if any of its processes crashes or does not stop on SIGTERM.
 """
+import json
 import signal
 import time
 from urllib.parse import urlsplit
@@ -256,6 +257,44 @@ def test_database_unreachable_for_ten_seconds(fault_system, target):
     t, rows = account("database unreachable 10 s", system, target, jobs, now_ms() + 2000)
     assert (t.lost, t.unrecorded, t.duplicated, t.early) == (0, 0, 0, 0), t
     assert_one_success_row_each(rows)
+
+
+def test_results_spooled_in_an_outage_outlive_a_killed_worker(fault_system, target):
+    """During a database outage workers keep results in Redis (the spool),
+    acknowledging their messages as they do: killing one then loses none."""
+    system = fault_system
+    jobs = start_jobs(system, target, "spool", count=6)
+    killed = f"{system.backend.prefix}worker-1"
+
+    def spooled_by(worker):
+        return [e for e in system.redis.lrange(system.keys.results, 0, -1)
+                if json.loads(e)["worker"] == worker]
+    system.proxy.cut()
+    try:
+        wait_until(lambda: len(spooled_by(killed)) >= 5, 30,
+                   message="worker-1 spooling results")
+        proc = system.procs.procs["worker-1"]
+        proc.send_signal(signal.SIGSTOP)
+        held = {FireMessage.decode(m).execution_id
+                for m in system.redis.lrange(system.keys.inflight(killed), 0, -1)}
+        system.procs.kill("worker-1")
+        seen = len(target.received())
+        wait_until(lambda: len(target.received()) >= seen + 6, 15, message="fires meanwhile")
+    finally:
+        system.proxy.restore()
+    t, rows = account("worker SIGKILL in a DB outage", system, target, jobs, now_ms() + 2000)
+    assert (t.lost, t.unrecorded, t.early) == (0, 0, 0), t
+    repeated = {e for e, n in calls_per_fire(target, jobs.values()).items() if n > 1}
+    assert repeated <= held, (repeated, held)
+    wait_until(lambda: system.redis.llen(system.keys.results) == 0, 30,
+               message="the spool written")
+    from sqlalchemy import create_engine, text
+    engine = create_engine(system.backend.database_url)
+    with engine.connect() as conn:   # the killed worker's results, written by the other
+        by_killed = conn.execute(text("SELECT COUNT(*) FROM executions WHERE worker_id = :w"),
+                                 {"w": killed}).scalar()
+    engine.dispose()
+    assert by_killed >= 5
 
 
 def test_a_target_that_hangs_does_not_delay_other_jobs(fault_system, target):

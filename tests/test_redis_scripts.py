@@ -388,3 +388,24 @@ def test_pop_moves_the_oldest_ready_messages_to_the_tail_of_in_flight(store):
     # Oldest at the head: acknowledging (LREM from the head) finds it first.
     assert store.client.lrange(k.inflight("w"), 0, -1) == [b"m1", b"m2", b"m3", b"m4", b"m5"]
     assert store.client.llen(k.ready) == 0
+
+
+def test_spooled_results_leave_with_their_messages_and_come_back_from_a_dead_writer(store):
+    k = store.keys
+    store.hold_lease("leader", 5000)
+    a = FireMessage.decode(FireMessage.encode(spec("a"), 1000).encode())
+    in_flight(store, "w1", a.raw)
+    # The database is down: the result is kept in the spool as its message leaves.
+    assert store.acknowledge("w1", [(a, "done")], {}, 60_000, ["entry-a"]) == [True]
+    assert store.client.llen(k.inflight("w1")) == 0
+    assert store.client.lrange(k.results, 0, -1) == [b"entry-a"]
+    assert store.client.get(k.fire_mark("a:1000", 1)) == b"done"
+    # w2 takes it to write, then dies before it is written: handed back.
+    assert store.take_results("w2", 10) == [b"entry-a"]
+    assert store.take_results("w2", 10) == [b"entry-a"]   # still its own to finish
+    store.client.sadd(k.workers, "w2")
+    store.release_dead_worker("w2", "leader", 60_000)
+    assert store.client.lrange(k.results, 0, -1) == [b"entry-a"]
+    assert store.take_results("w3", 10) == [b"entry-a"]
+    store.results_written("w3")
+    assert store.spooled() == 0 and store.take_results("w3", 10) == []

@@ -78,8 +78,7 @@ def test_a_result_that_cannot_be_recorded_costs_only_itself(engine, store, sessi
     bad = outcome(FAILED, max_retries=None, job_id="bad")
     for o in (good, bad):
         store.client.rpush(store.keys.inflight("w1"), o.message.raw)
-    recorded = writer._record([good, bad])
-    writer._ack(recorded)
+    writer._handle([good, bad])
     with sessions() as session:
         rows = {r.job_id: r for r in session.scalars(select(Execution))}
         alerts = session.scalars(select(Alert)).all()

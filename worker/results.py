@@ -3,12 +3,14 @@
 The order is what makes delivery at-least-once: a message leaves the
 worker's in-flight list only after its execution row is committed, and a
 failed attempt's retry is scheduled (and the fire's mark set to "done") in
-the same Redis transaction that removes it from the in-flight list. While the
-database is down, results wait here (bounded queue: a full queue blocks the
-call threads, which stops the worker from taking new work) and the write is
-retried with backoff. The queue itself is unbounded: the worker stops
-popping while ``backlog()`` is at JOBSCHED_RESULT_BUFFER (backpressure), so
-calls in progress never block on it.
+the same Redis transaction that removes it from the in-flight list.
+
+While the database is down, each result is spooled to Redis instead, in the
+transaction that acknowledges its message (worker/spool.py), so a worker
+killed during the outage loses none; every few seconds the writer tries to
+write the spool, and once that works it goes back to writing directly. The
+worker stops popping while ``backlog()`` (results queued here, and those it
+spooled during the outage) is at JOBSCHED_RESULT_BUFFER (backpressure).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from common.models import Alert, Execution
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
-from worker import streaks
+from worker import spool, streaks
 from worker.alerts import WebhookSender, alert_row, failure_alert, payload
 from worker.http import DEFERRED, DROPPED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
@@ -38,6 +40,14 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
 DEFER_MS = 1_000
+# While the database is down, how often writing the spool is tried (which
+# tells when it is back); while it is up, how often the spool is looked at.
+SPOOL_RETRY_S = 2.0
+SPOOL_CHECK_S = 1.0
+
+
+class DatabaseDown(Exception):
+    """The database did not take a write (unreachable, not a bad row)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Recorded:
     final: bool                       # a failure with no retry after it
     retry_at_ms: int | None = None    # when the next attempt is due
     alerts: tuple = ()                # alert rows written with it
+    worker_id: str | None = None      # the worker that called it, if not this one
 
 
 def decide(outcome: Outcome, settings: Settings, rand=random.random) -> Recorded:
@@ -102,13 +113,17 @@ class ResultWriter(threading.Thread):
         self.webhooks = webhooks
         self.queue: queue.Queue[Outcome] = queue.Queue()
         self._stopping = threading.Event()
+        self._database_down = False
+        self._spooled = 0           # results this worker spooled during the outage
+        self._next_spool_write = 0.0
 
     def put(self, outcome: Outcome) -> None:
         self.queue.put(outcome)
 
     def backlog(self) -> int:
-        """Results waiting to be written."""
-        return self.queue.qsize()
+        """Results waiting to be written: queued here, and spooled by this
+        worker while the database is down."""
+        return self.queue.qsize() + self._spooled
 
     def stop(self, timeout_s: float | None = None) -> bool:
         """Write and acknowledge everything queued, then end the thread;
@@ -133,6 +148,7 @@ class ResultWriter(threading.Thread):
             except queue.Empty:
                 if self._stopping.is_set():
                     return
+                self._write_spool()
                 continue
             batch = [first]
             while len(batch) < self.batch_size:
@@ -140,44 +156,76 @@ class ResultWriter(threading.Thread):
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            recorded = self._record(batch)
-            self._ack(recorded)
-            self.on_done([r.outcome.message for r in recorded])
-            self._report(recorded, [(a, r.outcome) for r in recorded for a in r.alerts])
+            self._handle(batch)
+            self._write_spool()
 
-    def _record(self, batch: list[Outcome]) -> list[Recorded]:
-        """Decide and write a batch. A result that cannot be decided or
-        written (a bug, data the database refuses) costs only itself: its
-        fire gets a FAILED row naming the error, and an alert."""
+    def _handle(self, batch: list[Outcome]) -> None:
+        recorded = [self._decide_safely(o) for o in batch]
+        if not self._database_down:
+            try:
+                recorded = self._write_recorded(recorded)
+            except DatabaseDown:
+                log.warning("the database does not take results: spooling them to Redis")
+                self._database_down = True
+                self._next_spool_write = time.monotonic() + SPOOL_RETRY_S
+            else:
+                self._ack(recorded)
+                self.on_done([r.outcome.message for r in recorded])
+                self._report(recorded)
+                return
+        self._spool(recorded)
+        self.on_done([r.outcome.message for r in recorded])
+
+    def _write_recorded(self, recorded: list[Recorded]) -> list[Recorded]:
+        """Write decided results. One the database refuses (bad data) costs
+        only itself: its fire gets a FAILED row naming the error, and an
+        alert."""
         try:
-            recorded = [self._decide(o) for o in batch]
             self._write(recorded)
             return recorded
+        except DatabaseDown:
+            raise
         except Exception as e:
-            if len(batch) > 1:   # one at a time, to find the bad one
-                return [r for o in batch for r in self._record([o])]
-            outcome = batch[0]
+            if len(recorded) > 1:   # one at a time, to find the bad one
+                return [x for r in recorded for x in self._write_recorded([r])]
+            msg = recorded[0].outcome.message
             log.exception("the result of execution %s attempt %d cannot be recorded",
-                          outcome.message.execution_id, outcome.message.attempt)
-            return [self._record_failure(outcome, e)]
+                          msg.execution_id, msg.attempt)
+            return [self._record_failure(recorded[0].outcome, e)]
 
-    def _record_failure(self, outcome: Outcome, error: Exception) -> Recorded:
+    def _decide_safely(self, outcome: Outcome) -> Recorded:
+        """What follows from an outcome; a result whose deciding fails (a
+        bug, a spec no code path expects) is recorded as that failure."""
+        try:
+            return self._decide(outcome)
+        except Exception as e:
+            log.exception("the result of execution %s attempt %d cannot be decided",
+                          outcome.message.execution_id, outcome.message.attempt)
+            return self._failure(outcome, e)
+
+    def _failure(self, outcome: Outcome, error: Exception) -> Recorded:
         """The plainest record of a fire whose result could not be written:
-        FAILED, final, naming the error; if even that fails, acknowledged
-        without a row (it must not be called again in a loop)."""
+        FAILED, final, naming the error, with an alert."""
         msg = outcome.message
         text = f"the result could not be recorded: {type(error).__name__}: {error}"[:1000]
         failure = replace(outcome, status=FAILED, http_status=None, error=text,
                           response_snippet=None, retry_after_ms=None)
         alert = alert_row("execution_failed", msg.spec.id, msg.execution_id, text,
                           failure.finished_ms, self.webhook_for(msg.spec))
-        recorded = Recorded(failure, final=True, alerts=(alert,))
+        return Recorded(failure, final=True, alerts=(alert,))
+
+    def _record_failure(self, outcome: Outcome, error: Exception) -> Recorded:
+        """Write ``_failure``; if even that fails, the result is acknowledged
+        without a row (it must not be called again in a loop)."""
+        recorded = self._failure(outcome, error)
         try:
             self._write([recorded])
             return recorded
+        except DatabaseDown:
+            raise
         except Exception:
             log.exception("execution %s attempt %d: not even its failure could be recorded",
-                          msg.execution_id, msg.attempt)
+                          outcome.message.execution_id, outcome.message.attempt)
             return Recorded(replace(outcome, status=DROPPED), final=False)
 
     def _decide(self, outcome: Outcome) -> Recorded:
@@ -187,9 +235,10 @@ class ResultWriter(threading.Thread):
             recorded = replace(recorded, alerts=(alert,))
         return recorded
 
-    def _report(self, recorded: list[Recorded], alerts: list[tuple[dict, Outcome]]) -> None:
-        """After the batch is recorded and acknowledged: logs, alerts, metrics,
-        streaks. One failing step must not skip the others."""
+    def _report(self, recorded: list[Recorded]) -> None:
+        """After the batch is recorded: logs, alerts, metrics, streaks. One
+        failing step must not skip the others."""
+        alerts = [(a, r.outcome) for r in recorded for a in r.alerts]
         for step, args in ((self._notify, (recorded, alerts)), (self._measure, (recorded,)),
                            (self._follow_streaks, (recorded,))):
             try:
@@ -201,24 +250,18 @@ class ResultWriter(threading.Thread):
         return spec.alert_webhook or self.settings.alert_webhook
 
     def _write(self, batch: list[Recorded]) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                self._insert(batch)
-                return
-            except (IntegrityError, DataError):
-                # Permanent: retrying cannot help. Rows one by one (in
-                # _record) so a single bad row does not hold back the others.
-                raise
-            except SQLAlchemyError as e:
-                log.warning("cannot record %d results (%s); retrying in %.1fs",
-                            len(batch), type(e).__name__, backoff)
-                # Keep retrying even when stopping: these results are not lost.
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        try:
+            self._insert(batch)
+        except (IntegrityError, DataError):
+            # Permanent: retrying cannot help. Rows one by one (in _record)
+            # so a single bad row does not hold back the others.
+            raise
+        except SQLAlchemyError as e:
+            log.warning("cannot record %d results (%s)", len(batch), type(e).__name__)
+            raise DatabaseDown() from e
 
     def _insert(self, batch: list[Recorded]) -> None:
-        rows = [execution_row(r, self.worker_id) for r in batch
+        rows = [execution_row(r, r.worker_id or self.worker_id) for r in batch
                 if r.outcome.status not in (DEFERRED, DROPPED)]
         alerts = [a for r in batch for a in r.alerts]
         if not rows:
@@ -228,9 +271,10 @@ class ResultWriter(threading.Thread):
             if alerts:
                 conn.execute(insert(Alert), alerts)
 
-    def _ack(self, batch: list[Recorded]) -> None:
+    def _ack(self, batch: list[Recorded], spool: list[str] = ()) -> None:
         """Remove the messages from the in-flight list, settle their fires'
-        marks and schedule the retries, in one transaction."""
+        marks, schedule the retries, and keep ``spool`` entries, in one
+        transaction; retried while Redis does not answer."""
         if not batch:
             return
         done = [(r.outcome.message, _mark_after(r.outcome)) for r in batch]
@@ -241,7 +285,7 @@ class ResultWriter(threading.Thread):
         while True:
             try:
                 found = self.store.acknowledge(self.worker_id, done, retries,
-                                               self.settings.fire_mark_ttl_ms)
+                                               self.settings.fire_mark_ttl_ms, spool)
                 break
             except RedisError as e:
                 log.warning("cannot acknowledge %d messages (%s); retrying", len(done),
@@ -254,6 +298,52 @@ class ResultWriter(threading.Thread):
                 # on; the fire's mark now says done, so that message is dropped.
                 log.warning("execution %s attempt %d was no longer in flight when recorded",
                             r.outcome.message.execution_id, r.outcome.message.attempt)
+
+    def _spool(self, batch: list[Recorded]) -> None:
+        """Keep results in Redis while the database is down, acknowledging
+        their messages in the same step."""
+        entries = [spool.encode(r.outcome, r.final, r.alerts, self.worker_id) for r in batch
+                   if r.outcome.status not in (DEFERRED, DROPPED)]
+        self._ack(batch, entries)
+        self._spooled += len(entries)
+
+    def _write_spool(self) -> None:
+        """Write spooled results (this worker's or any other's) once the
+        database takes them; while it is down this is also how its return
+        is noticed."""
+        now = time.monotonic()
+        if now < self._next_spool_write:
+            return
+        self._next_spool_write = now + (SPOOL_RETRY_S if self._database_down
+                                        else SPOOL_CHECK_S)
+        try:
+            entries = self.store.take_results(self.worker_id, self.batch_size)
+            if not entries:
+                if self._database_down:
+                    self._probe()   # nothing to write: ask the database anyway
+                    self._back()
+                return
+            recorded = self._write_recorded([
+                Recorded(o, final, alerts=alerts, worker_id=worker)
+                for o, final, alerts, worker in map(spool.decode, entries)])
+            self.store.results_written(self.worker_id)
+        except (DatabaseDown, SQLAlchemyError, RedisError) as e:
+            log.debug("spooled results not written yet: %s", type(e).__name__)
+            if not isinstance(e, RedisError):
+                self._database_down = True
+            return
+        self._back()
+        self._report(recorded)
+        self._next_spool_write = 0.0   # more may be waiting: at once
+
+    def _probe(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def _back(self) -> None:
+        if self._database_down:
+            log.warning("the database takes results again: writing the spool")
+        self._database_down, self._spooled = False, 0
 
     def _measure(self, batch: list[Recorded]) -> None:
         m = self.metrics

@@ -12,9 +12,11 @@
 -- A message sent back leaves the mark "r:<its new redelivery count>": only
 -- that copy may take it (begin_fires.lua), never the one the worker still
 -- holds if it was only stalled.
--- Records (skip, lost) are never called: they always go back.
+-- Records (skip, lost) are never called: they always go back. Spooled
+-- results the worker had taken to write go back to the spool.
 -- KEYS[1] heartbeat  KEYS[2] inflight  KEYS[3] ready  KEYS[4] workers  KEYS[5] leader
--- KEYS[5+i] the mark of message i
+-- KEYS[6] results-writing:<worker>  KEYS[7] results
+-- KEYS[7+i] the mark of message i
 -- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
 -- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
 -- ARGV[4] time-to-live of a mark naming the copy sent back (ms)
@@ -31,11 +33,12 @@ if ARGV[2] ~= '' then
   end
 end
 local requeued, lost, dropped = 0, 0, 0
-for i = 1, #KEYS - 5 do
+while redis.call('LMOVE', KEYS[6], KEYS[7], 'RIGHT', 'LEFT') do end
+for i = 1, #KEYS - 7 do
   local message, kind = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if redis.call('LREM', KEYS[2], 1, message) == 1 then
     local n, rest = string.match(message, '^{"r":(%d+),(.*)$')
-    local mark = KEYS[5 + i]
+    local mark = KEYS[7 + i]
     local holder = kind ~= 'R' and redis.call('GET', mark)
     -- A mark of this message's own: this worker's, or the ticket of this copy.
     local own = holder == ARGV[1] or (n and holder == 'r:' .. n)
