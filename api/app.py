@@ -25,6 +25,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    settings.check_api_exposure()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
@@ -39,6 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if settings.api_token:
         require_token(app, settings.api_token)
+    elif settings.auth == "none":
+        log.warning("the API answers without a token (JOBSCHED_AUTH=none), on %s",
+                    settings.api_host)
+    else:
+        log.info("the API answers without a token: it listens on %s only (set "
+                 "JOBSCHED_API_TOKEN to require one)", settings.api_host)
     for blueprint in (jobs.bp, history.bp, schedules.bp, system.bp, dashboard.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(get_swaggerui_blueprint(

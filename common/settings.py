@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from common.errors import ConfigError
-from common.targets import DEFAULT_DENY, DenyList
+from common.targets import DEFAULT_DENY, PRESETS, DenyList
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -39,17 +40,38 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...],
+           names_allowed: bool = False) -> tuple[str, ...]:
+    """Comma-separated networks; a preset name (``private``) stands for its
+    list; with ``names_allowed``, host names too."""
     raw = env.get(name)
     if raw is None:
         return default
-    cidrs = tuple(c.strip() for c in raw.split(",") if c.strip())
-    for cidr in cidrs:
+    out: list[str] = []
+    for entry in (c.strip() for c in raw.split(",") if c.strip()):
+        if entry.lower() in PRESETS:
+            out += PRESETS[entry.lower()]
+            continue
         try:
-            ipaddress.ip_network(cidr, strict=False)
+            ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise ConfigError(f"{name}: {cidr!r} is not an address or network") from None
-    return cidrs
+            if not names_allowed or not _HOST.fullmatch(entry):
+                raise ConfigError(f"{name}: {entry!r} is not an address or network"
+                                  + (" or a host name" if names_allowed else "")) from None
+        out.append(entry)
+    return tuple(out)
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _default_worker_id() -> str:
@@ -66,6 +88,9 @@ class Settings:
     api_processes: int = 2
     api_threads: int = 8
     api_token: str | None = field(default=None, repr=False)   # a secret: never logged
+    # "none": run the API without a token on purpose, wherever it listens;
+    # otherwise a token is required unless it listens on loopback only.
+    auth: str = "token"
     log_level: str = "INFO"
     log_format: str = "text"      # or "json"
     # Worker
@@ -85,6 +110,7 @@ class Settings:
     webhook_backoff_ms: int = 1_000
     target_deny: tuple[str, ...] = DEFAULT_DENY
     target_deny_loopback: bool = False
+    target_allow: tuple[str, ...] = ()   # networks or host names called despite the deny list
     retry_max_backoff_ms: int = 300_000
     retry_after_cap_ms: int = 3_600_000
     # How long a fire's mark says "done" after its attempt was recorded: any
@@ -119,6 +145,7 @@ class Settings:
             api_processes=_int(env, "JOBSCHED_API_PROCESSES", base.api_processes, 1),
             api_threads=_int(env, "JOBSCHED_API_THREADS", base.api_threads, 1),
             api_token=env.get("JOBSCHED_API_TOKEN") or None,
+            auth=(env.get("JOBSCHED_AUTH") or base.auth).lower(),
             log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
             log_format=(env.get("JOBSCHED_LOG_FORMAT") or base.log_format).lower(),
             worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
@@ -141,6 +168,8 @@ class Settings:
             target_deny=_cidrs(env, "JOBSCHED_TARGET_DENY", base.target_deny),
             target_deny_loopback=_bool(env, "JOBSCHED_TARGET_DENY_LOOPBACK",
                                        base.target_deny_loopback),
+            target_allow=_cidrs(env, "JOBSCHED_TARGET_ALLOW", base.target_allow,
+                                names_allowed=True),
             retry_max_backoff_ms=_int(env, "JOBSCHED_RETRY_MAX_BACKOFF_MS",
                                       base.retry_max_backoff_ms, 1),
             retry_after_cap_ms=_int(env, "JOBSCHED_RETRY_AFTER_CAP_MS",
@@ -167,7 +196,17 @@ class Settings:
         return settings
 
     def deny_list(self) -> DenyList:
-        return DenyList.build(self.target_deny, self.target_deny_loopback)
+        return DenyList.build(self.target_deny, self.target_deny_loopback, self.target_allow)
+
+    def check_api_exposure(self) -> None:
+        """An API reachable from other machines needs a token, or an
+        explicit JOBSCHED_AUTH=none."""
+        if self.api_token or self.auth == "none" or _is_loopback(self.api_host):
+            return
+        raise ConfigError(
+            f"the API would listen on {self.api_host} without JOBSCHED_API_TOKEN: set a "
+            "token (clients send Authorization: Bearer <token>), or JOBSCHED_AUTH=none to "
+            "run it open on purpose")
 
     def validate(self) -> None:
         if not self.database_url.startswith(("sqlite", "mysql")):
@@ -180,6 +219,8 @@ class Settings:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
         if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:
             raise ConfigError("JOBSCHED_WORKER_ID and JOBSCHED_DISPATCHER_ID take 1-100 characters")
+        if self.auth not in ("token", "none"):
+            raise ConfigError("JOBSCHED_AUTH must be token or none")
         if self.log_format not in ("text", "json"):
             raise ConfigError("JOBSCHED_LOG_FORMAT must be text or json")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -6,4 +6,6 @@ variables as ``jobsched api`` (api/server.py):
 from api.server import gunicorn_options
 from common.settings import Settings
 
-globals().update(gunicorn_options(Settings.from_env()))
+_settings = Settings.from_env()
+_settings.check_api_exposure()   # a clear refusal, before any process starts
+globals().update(gunicorn_options(_settings))

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command == "api":
+            settings.check_api_exposure()
     except ConfigError as e:
         print(f"jobsched: configuration error: {e.message}", file=sys.stderr)
         return 2

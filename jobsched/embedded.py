@@ -177,8 +177,10 @@ def main() -> int:
         subprocess.run(command + ["migrate"], env=env, check=True, start_new_session=True)
         for child in others + workers:
             child.start()
-        log.info("jobsched running: API http://127.0.0.1:%s - press Ctrl-C to stop",
-                 env.get("JOBSCHED_API_PORT", "8000"))
+        log.info("jobsched running: API http://127.0.0.1:%s (%s) - press Ctrl-C to stop",
+                 env.get("JOBSCHED_API_PORT", "8000"),
+                 "token required" if env.get("JOBSCHED_API_TOKEN")
+                 else "no token: it listens on 127.0.0.1 only")
         while not stopping:
             for child in children:
                 child.check()

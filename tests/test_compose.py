@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 JOBSCHED = ("migrate", "api", "dispatcher", "worker")
-_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
 def env_example() -> dict[str, str]:
@@ -39,10 +39,21 @@ def env_example() -> dict[str, str]:
     return values
 
 
+class Refused(Exception):
+    """Compose's ${VAR:?message} met an unset or empty VAR."""
+
+
 def interpolate(value, env: dict[str, str]):
-    """Compose's ${VAR} and ${VAR:-default}."""
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}."""
+    def one(m):
+        name, kind, text = m.groups()
+        if env.get(name):
+            return env[name]
+        if kind == "?":
+            raise Refused(f"{name}: {text}")
+        return text or ""
     if isinstance(value, str):
-        return _VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        return _VARIABLE.sub(one, value)
     if isinstance(value, list):
         return [interpolate(v, env) for v in value]
     if isinstance(value, dict):
@@ -91,7 +102,32 @@ def test_env_example_covers_every_setting_and_variable():
                      "JOBSCHED_API_PORT", "JOBSCHED_WORKER_ID", "JOBSCHED_DISPATCHER_ID"}
     assert settings - per_container - documented == set()
     used = set(_VARIABLE.findall((ROOT / "docker-compose.yml").read_text()))
-    assert {name for name, _ in used} - documented == set()
+    assert {name for name, _, _ in used} - documented == set()
+
+
+def test_env_example_as_copied_carries_no_usable_secret():
+    """cp .env.example .env, unedited: compose refuses to start the API, with
+    a message saying what to set; the token and webhook secret are empty."""
+    env = env_example()
+    assert not env.get("JOBSCHED_API_TOKEN") and not env.get("JOBSCHED_WEBHOOK_SECRET")
+    with pytest.raises(Refused, match="set JOBSCHED_API_TOKEN in .env"):
+        interpolate(SERVICES["api"]["environment"], env)
+    # Jobs in compose call the public internet only, unless allowed by name.
+    assert SERVICES["worker"]["environment"]["JOBSCHED_TARGET_DENY"] == \
+        "${JOBSCHED_TARGET_DENY:-private}"
+
+
+def test_the_api_refuses_to_listen_beyond_loopback_without_a_token(tmp_path):
+    gunicorn = local(command_of("api"), free_port())
+    for host, extra, refused in (("0.0.0.0", {}, True), ("127.0.0.1", {}, False),
+                                 ("0.0.0.0", {"JOBSCHED_AUTH": "none"}, False)):
+        env = python_env(JOBSCHED_API_HOST=host, JOBSCHED_API_PORT=free_port(),
+                         JOBSCHED_DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite", **extra)
+        proc = subprocess.Popen(gunicorn + ["--check-config"], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = proc.communicate(timeout=60)[0].decode()
+        assert (proc.returncode != 0) == refused, (host, extra, out[-2000:])
+        assert ("without JOBSCHED_API_TOKEN" in out) == refused, out[-2000:]
 
 
 def test_dockerfile_is_slim_non_root_and_installs_the_package_only():
@@ -111,7 +147,10 @@ def compose_env():
     tag = uuid.uuid4().hex[:8]
     env = {**env_example(), "MYSQL_DATABASE": f"jobsched_compose_{tag}",
            "MYSQL_USER": f"jc_{tag}", "MYSQL_PASSWORD": f"pw-{tag}",
-           "JOBSCHED_REDIS_PREFIX": f"jobsched-compose-{tag}:"}
+           "JOBSCHED_REDIS_PREFIX": f"jobsched-compose-{tag}:",
+           "JOBSCHED_API_TOKEN": f"token-{uuid.uuid4().hex}",
+           # the test's target listens on loopback: an internal target, allowed
+           "JOBSCHED_TARGET_ALLOW": "127.0.0.1"}
     admin = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {env['MYSQL_DATABASE']}")

@@ -1,5 +1,5 @@
-"""The target deny list (SSRF): pure checks, and the guarded connection
-refusing a denied peer address after DNS resolution."""
+"""The target deny list (SSRF): pure checks, the allow list and presets, and
+the guarded connection refusing a denied address after DNS resolution."""
 import pytest
 import requests
 
@@ -20,6 +20,30 @@ def test_default_list_denies_link_local_and_metadata_but_not_loopback():
 def test_loopback_can_be_refused():
     deny = DenyList.build(DEFAULT_DENY, deny_loopback=True)
     assert deny.denies("127.0.0.1") and deny.denies("127.9.9.9") and deny.denies("::1")
+
+
+def test_private_denies_all_but_the_public_internet_and_allow_names_exceptions():
+    from common.settings import Settings
+    deny = Settings.from_env({"JOBSCHED_TARGET_DENY": "private",
+                              "JOBSCHED_TARGET_ALLOW": "10.0.0.0/24, internal.example"}
+                             ).deny_list()
+    for address in ("127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "100.64.0.1",
+                    "169.254.169.254", "fc00::1", "::1", "64:ff9b::a00:1", "0.0.0.0"):
+        assert deny.denies(address), address
+    assert not deny.denies("93.184.216.34") and not deny.denies("2606:2800:220:1::1")
+    assert not deny.denies("10.0.0.5") and deny.denies("10.0.1.5")   # an allowed network
+    assert not deny.denies("10.9.9.9", "Internal.Example.")          # an allowed name
+    assert deny.denies("10.9.9.9", "other.example")
+
+
+@pytest.mark.parametrize("env", [{"JOBSCHED_TARGET_DENY": "privat"},
+                                 {"JOBSCHED_TARGET_ALLOW": "not a host!"},
+                                 {"JOBSCHED_AUTH": "maybe"}])
+def test_bad_target_and_auth_settings_are_refused_at_start(env):
+    from common.errors import ConfigError
+    from common.settings import Settings
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
 
 
 def test_literal_hosts_are_checked_names_are_left_to_call_time():

@@ -371,7 +371,7 @@ class Client:
         infos = await asyncio.wait_for(
             self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM),
             max(0.001, deadline - self.loop.time()))
-        allowed = [info[4] for info in infos if not self.deny.denies(info[4][0])]
+        allowed = [info[4] for info in infos if not self.deny.denies(info[4][0], host)]
         if not allowed:
             raise DeniedAddress()
         error: Exception | None = None

@@ -28,11 +28,11 @@ def guarded_adapter(deny: DenyList, pool_size: int) -> HTTPAdapter:
                                        type=socket.SOCK_STREAM)
         except OSError:
             return   # the connect itself reports it
-        if infos and all(deny.denies(info[4][0]) for info in infos):
+        if infos and all(deny.denies(info[4][0], connection.host) for info in infos):
             raise NewConnectionError(connection, NOT_ALLOWED)
 
     def check_after(connection, sock):
-        if deny.denies(sock.getpeername()[0]):
+        if deny.denies(sock.getpeername()[0], connection.host):
             sock.close()
             raise NewConnectionError(connection, NOT_ALLOWED)
 
