@@ -13,6 +13,7 @@
 | fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the worker calling it, |
 |                      |              | then "done" once recorded (at most one call per attempt) |
 | results              | LIST         | results the database could not take yet (worker/spool.py) |
+| alert-delivery:<ref> | STRING + TTL | the worker delivering an alert's webhook (once, not twice) |
 | results-writing:<w>  | LIST         | spooled results a worker is writing (handed back if it dies) |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
 | retry                | ZSET         | message of a fire's next attempt -> when it is due (ms) |
@@ -106,6 +107,9 @@ class Keys:
     @property
     def results(self) -> str:
         return self.prefix + "results"
+
+    def alert_delivery(self, ref: str) -> str:
+        return f"{self.prefix}alert-delivery:{ref}"
 
     def results_writing(self, worker_id: str) -> str:
         return f"{self.prefix}results-writing:{worker_id}"

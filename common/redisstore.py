@@ -81,8 +81,8 @@ class RedisStore:
     def remove_job(self, job_id: str, now_ms: int) -> None:
         """Take a deleted job out of Redis, leaving a tombstone."""
         k = self.keys
-        self._remove(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted],
-                     args=[job_id, now_ms])
+        self._remove(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted,
+                           k.fail_streaks, k.running(job_id)], args=[job_id, now_ms])
 
     def finished_jobs(self, limit: int = 1000) -> dict[str, tuple[int, int]]:
         """Jobs whose last fire was claimed: id -> (version, last fire ms)."""
@@ -263,6 +263,12 @@ class RedisStore:
 
     def spooled(self) -> int:
         return self.client.llen(self.keys.results)
+
+    def claim_alert_delivery(self, ref: str, ttl_ms: int) -> bool:
+        return bool(self.client.set(self.keys.alert_delivery(ref), "1", nx=True, px=ttl_ms))
+
+    def release_alert_delivery(self, ref: str) -> None:
+        self.client.delete(self.keys.alert_delivery(ref))
 
     def drop_malformed(self, worker_id: str, raw: bytes) -> None:
         self.client.lrem(self.keys.inflight(worker_id), 1, raw)

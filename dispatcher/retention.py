@@ -1,4 +1,4 @@
-"""Execution history retention: the leader deletes attempts older than
+"""History retention: the leader deletes attempts and alerts older than
 JOBSCHED_RETENTION_DAYS, oldest first, in small batches.
 
 Each batch is one short transaction deleting at most ``BATCH`` rows by
@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from common.models import Execution
+from common.models import Alert, Execution
 from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,25 @@ def purge_executions(sessions: sessionmaker, cutoff_ms: int,
     return deleted
 
 
+def purge_alerts(sessions: sessionmaker, cutoff_ms: int,
+                 keep_going: Callable[[], bool] = lambda: True,
+                 pause: Callable[[float], object] = lambda s: None) -> int:
+    """Delete alerts raised before ``cutoff_ms``, oldest first (ids grow with
+    time: each batch is the first rows by id); returns how many."""
+    deleted = 0
+    while keep_going():
+        with sessions() as session, session.begin():
+            doomed = session.scalars(select(Alert.id).where(Alert.created_at_ms < cutoff_ms)
+                                     .order_by(Alert.id).limit(BATCH)).all()
+            if doomed:
+                session.execute(delete(Alert).where(Alert.id.in_(doomed)))
+        deleted += len(doomed)
+        if len(doomed) < BATCH:
+            break
+        pause(PAUSE_S)
+    return deleted
+
+
 class RetentionPurger(threading.Thread):
     """Runs the purge on the leader every ``INTERVAL_S``."""
 
@@ -79,16 +98,18 @@ class RetentionPurger(threading.Thread):
     def run_once(self, now: int) -> int:
         if not self.is_leader():
             return 0
+        going = (lambda: self.is_leader() and not self.stopping.is_set())
         try:
-            deleted = purge_executions(
-                self.sessions, now - self.retention_ms,
-                lambda: self.is_leader() and not self.stopping.is_set(), self.stopping.wait)
+            deleted = purge_executions(self.sessions, now - self.retention_ms, going,
+                                       self.stopping.wait)
+            alerts = purge_alerts(self.sessions, now - self.retention_ms, going,
+                                  self.stopping.wait)
         except SQLAlchemyError as e:
             log.warning("retention purge postponed: %s", type(e).__name__)
             return 0
-        if deleted:
-            log.info("retention: deleted %d executions older than %d days", deleted,
-                     self.retention_ms // DAY_MS)
+        if deleted or alerts:
+            log.info("retention: deleted %d executions and %d alerts older than %d days",
+                     deleted, alerts, self.retention_ms // DAY_MS)
         return deleted
 
     def run(self) -> None:

@@ -122,8 +122,12 @@ def test_claimed_fires_are_forgotten_a_minute_after_their_time(store):
 def test_a_deleted_job_is_never_written_again(store):
     k = store.keys
     put(store, "j", spec("j", 1), 3000, 1)
+    store.apply_streaks([("j", "F")])
+    store.acquire_running("j", "j:2000", 60_000)
     store.remove_job("j", 1234)
     assert store.client.zscore(k.deleted, "j") == 1234
+    assert not store.client.hexists(k.fail_streaks, "j")   # nothing of it is left
+    assert not store.client.exists(k.running("j"))
     # An edit whose Redis write lands after the delete: refused.
     assert put(store, "j", spec("j", 2), 4000, 2) == ("deleted", None)
     assert not store.client.hexists(k.jobs, "j")

@@ -50,3 +50,18 @@ def test_only_the_leader_purges(sessions):
     assert leader.run_once(NOW) == 2
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Execution)) == 1
+
+
+def test_old_alerts_go_too(sessions, monkeypatch):
+    from common.models import Alert
+    from dispatcher.retention import purge_alerts
+    monkeypatch.setattr(retention, "BATCH", 3)
+    cutoff = NOW - 30 * DAY_MS
+    with sessions() as session, session.begin():
+        for i, at in enumerate([cutoff - 5000, cutoff - 4000, cutoff - 3000, cutoff - 2000,
+                                cutoff + 1000]):
+            session.add(Alert(job_id="j", execution_id=f"j:{i}", kind="execution_failed",
+                              message="m", created_at_ms=at, acknowledged=False))
+    assert purge_alerts(sessions, cutoff) == 4
+    with sessions() as session:
+        assert session.scalars(select(Alert.created_at_ms)).all() == [cutoff + 1000]

@@ -32,7 +32,8 @@ from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
 from worker import spool, streaks
-from worker.alerts import WebhookSender, alert_row, failure_alert, payload
+from worker.alerts import alert_row, failure_alert, payload
+from worker.webhooks import WebhookSender
 from worker.http import DEFERRED, DROPPED, FAILED, SKIPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 

@@ -39,7 +39,7 @@ from common.metrics import MetricsRecorder
 from common.redisstore import RedisStore
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
-from worker.alerts import WebhookSender
+from worker.webhooks import WebhookSender
 from worker.client import Client
 from worker.gate import Gate
 from worker.heartbeat import Heartbeat
@@ -97,8 +97,8 @@ class Worker:
         self.gate = Gate(self.loop, store, self.id, self._in_redis,
                          settings.worker_heartbeat_ttl_ms / 1000)
         self.metrics = MetricsRecorder()
-        self.webhooks = WebhookSender(engine, deny, self.metrics, settings.webhook_secret,
-                                      settings.webhook_attempts,
+        self.webhooks = WebhookSender(engine, store, deny, self.metrics,
+                                      settings.webhook_secret, settings.webhook_attempts,
                                       settings.webhook_backoff_ms / 1000)
         self.writer = ResultWriter(engine, store, settings, self.webhooks, self.metrics,
                                    self._done)

@@ -14,7 +14,8 @@ from common.message import waiting_since
 from common.models import Alert
 from common.redisstore import RedisStore
 from common.settings import Settings
-from worker.alerts import WebhookSender, alert_row, payload
+from worker.alerts import alert_row, payload
+from worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

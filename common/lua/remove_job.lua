@@ -2,10 +2,13 @@
 -- the job (an edit racing the delete, a reconcile pass that read the row
 -- before) finds it and writes nothing. Queued fires find the spec gone and
 -- are skipped by the worker (begin_fires.lua).
+-- Its other state goes with it: its failure streak and its running mark.
 -- KEYS[1] jobs  KEYS[2] schedule  KEYS[3] pending  KEYS[4] claimed  KEYS[5] finished
--- KEYS[6] deleted
+-- KEYS[6] deleted  KEYS[7] streaks  KEYS[8] running:<job>
 -- ARGV[1] job id  ARGV[2] now (epoch ms)
 local id = ARGV[1]
+redis.call('HDEL', KEYS[7], id)
+redis.call('DEL', KEYS[8])
 redis.call('HDEL', KEYS[1], id)
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
