@@ -127,6 +127,38 @@ def _components() -> dict:
     return schemas
 
 
+# How an answer leads to the next requests (OpenAPI links: clients and the
+# stateful contract test follow them): (method, path, status) -> {operation
+# id: {parameter: runtime expression}}.
+_JOB = {"jobId": "$response.body#/jobId"}
+_JOB_OPS = ("getJob", "replaceJob", "patchJob", "deleteJob", "pauseJob", "resumeJob", "runJob",
+            "nextRuns", "jobExecutions")
+LINKS = {
+    ("post", "/jobs", 201): {op: _JOB for op in _JOB_OPS},
+    ("post", "/jobs:batch", 201): {op: {"jobId": "$response.body#/jobs/0/jobId"}
+                                   for op in _JOB_OPS},
+    ("post", "/jobs/{jobId}/run", 202): {"replayExecution": {
+        "executionId": "$response.body#/executionId"}},
+}
+
+
+# Each operation's id (what links name).
+OPERATION_IDS = {
+    ("post", "/jobs"): "createJob", ("get", "/jobs"): "listJobs",
+    ("get", "/jobs:overview"): "jobsOverview", ("post", "/jobs:batch"): "createJobs",
+    ("get", "/jobs/{jobId}"): "getJob", ("put", "/jobs/{jobId}"): "replaceJob",
+    ("patch", "/jobs/{jobId}"): "patchJob", ("delete", "/jobs/{jobId}"): "deleteJob",
+    ("post", "/jobs/{jobId}/pause"): "pauseJob", ("post", "/jobs/{jobId}/resume"): "resumeJob",
+    ("post", "/jobs/{jobId}/run"): "runJob", ("get", "/jobs/{jobId}/next"): "nextRuns",
+    ("get", "/schedules/preview"): "previewSchedule",
+    ("get", "/jobs/{jobId}/executions"): "jobExecutions",
+    ("get", "/executions"): "listExecutions", ("get", "/executions/dead-letter"): "deadLetter",
+    ("post", "/executions/{executionId}/replay"): "replayExecution",
+    ("get", "/alerts"): "listAlerts", ("post", "/alerts/{alertId}/ack"): "acknowledgeAlert",
+    ("get", "/health"): "health", ("get", "/ready"): "ready", ("get", "/stats"): "stats",
+    ("get", "/metrics"): "metrics"}
+
+
 def _operation(summary, body, responses, params, errors, secured: bool) -> dict:
     op: dict = {"summary": summary, "parameters": params, "responses": {}}
     if body:
@@ -154,8 +186,15 @@ def document(token_required: bool = False) -> dict:
     paths: dict = {}
     for method, path, summary, body, responses, params, errors in OPERATIONS:
         secured = token_required and path not in ("/health", "/ready", "/metrics")
-        paths.setdefault(path, {})[method] = _operation(summary, body, responses, params,
-                                                         errors, secured)
+        op = _operation(summary, body, responses, params, errors, secured)
+        op["operationId"] = OPERATION_IDS[(method, path)]
+        for status in responses:
+            links = LINKS.get((method, path, status))
+            if links:
+                op["responses"][str(status)]["links"] = {
+                    name[0].upper() + name[1:]: {"operationId": name, "parameters": params_}
+                    for name, params_ in links.items()}
+        paths.setdefault(path, {})[method] = op
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "jobsched", "version": "0.1.0",

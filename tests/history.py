@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 
 from common.schedule import Timing, next_fire
 
+# The start of the error of a row written for an at-most-once call whose
+# worker died (worker/runner.py: LOST).
+LOST = "the worker holding this at-most-once call stopped"
 # Operations that answer with the job as it now is.
 DEFINING = ("create", "put", "patch_name", "patch_url", "pause", "resume", "race_patch_pause")
 
@@ -152,7 +155,9 @@ def check(ops: list[Op], calls: list[Call], rows: list[Row], faults: list[Fault]
         key = (row.execution_id, row.attempt)
         if row.status == "SKIPPED":
             skipped[row.execution_id].append(row)
-        elif per_attempt[key] == 1:   # a duplicate's rows cannot be told apart
+        elif per_attempt[key] == 1 and not (row.error or "").startswith(LOST):
+            # (A duplicate's rows cannot be told apart; a lost call's row is
+            # written later by another worker and knows no start.)
             started[key] = row.started_ms
 
     def start(call: Call) -> int:

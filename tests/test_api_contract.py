@@ -1,7 +1,9 @@
 """The live API (gunicorn, real database and Redis) against its own OpenAPI
 document, fuzzed by schemathesis: no request it generates may get a 5xx, and
 every answer must match the documented status codes, content type and
-schema. Runs on both backends."""
+schema; 200 examples per operation, and sequences of calls that follow the
+document's links (create, then read, change, pause, run, delete...). Runs on
+both backends."""
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
@@ -12,6 +14,8 @@ from schemathesis import checks
 from tests.support import Api, Processes, free_port, python_env, wait_until
 
 pytestmark = pytest.mark.slow
+
+EXAMPLES = 200   # per operation and mode
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def test_api_matches_its_contract(live_api, mode):
         chosen = checks_for(operation.path)
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=60, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def fuzz(case):
             # Called within this iteration, so the loop variable is current.
@@ -76,3 +80,19 @@ def test_api_matches_its_contract(live_api, mode):
             assert mode == GenerationMode.NEGATIVE, operation.label
             assert not (operation.body or operation.query), operation.label
     assert len(fuzzed) >= 11, fuzzed
+
+
+def test_call_sequences_along_the_links_keep_the_contract(live_api):
+    """Stateful: each step follows a link of the previous answer (a created
+    job is read, replaced, patched, paused, resumed, run, deleted, its fire
+    replayed), so calls reach the jobs that exist, not only 404s."""
+    schema = schemathesis.openapi.from_url(f"{live_api}/openapi.json")
+
+    class Workflow(schema.as_state_machine()):
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            for check in checks_for(case.operation.path):
+                case.validate_response(response, checks=[check], transport_kwargs=kwargs)
+
+    Workflow.run(settings=settings(max_examples=EXAMPLES, stateful_step_count=6,
+                                   deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))

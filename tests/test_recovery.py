@@ -77,5 +77,5 @@ def test_a_worker_refuses_targets_on_the_deny_list_after_resolving_them(own_syst
     rows = wait_until(lambda: rows_for(system, job["jobId"]), 15, message="a row")
     assert rows[0]["status"] == "FAILED"
     r = system.api.get(f"/jobs/{job['jobId']}/executions").json()["executions"][0]
-    assert "denied" in r["error"]
+    assert "target address not allowed" in r["error"]
     assert target.received("/denied") == []

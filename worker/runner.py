@@ -135,7 +135,7 @@ class Worker:
         log.info("worker %s ready (%d concurrent calls)", self.id,
                  self.settings.worker_concurrency)
         while not self.stop_event.is_set():
-            if not self._healthy():
+            if not (self._healthy() and self.heartbeat.is_alive()):
                 # Without its writer or its calls' loop a worker would take
                 # work it never finishes: end, so it is started again and its
                 # messages are handed on.
