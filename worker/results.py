@@ -326,7 +326,7 @@ class ResultWriter(threading.Thread):
                 return
             recorded = self._write_recorded([
                 Recorded(o, final, alerts=alerts, worker_id=worker)
-                for o, final, alerts, worker in map(spool.decode, entries)])
+                for o, final, alerts, worker in self._decoded(entries)])
             self.store.results_written(self.worker_id)
         except (DatabaseDown, SQLAlchemyError, RedisError) as e:
             log.debug("spooled results not written yet: %s", type(e).__name__)
@@ -336,6 +336,18 @@ class ResultWriter(threading.Thread):
         self._back()
         self._report(recorded)
         self._next_spool_write = 0.0   # more may be waiting: at once
+
+    @staticmethod
+    def _decoded(entries: list[bytes]) -> list[tuple]:
+        out = []
+        for entry in entries:
+            try:
+                out.append(spool.decode(entry))
+            except (ValueError, KeyError, TypeError):
+                # Not logged verbatim: an entry carries the job's headers.
+                log.error("dropping a spooled result of %d bytes that cannot be read",
+                          len(entry))
+        return out
 
     def _probe(self) -> None:
         with self.engine.connect() as conn:
