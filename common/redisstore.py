@@ -55,7 +55,6 @@ class RedisStore:
         self._release = client.register_script(_load("release_inflight"))
         self._begin = client.register_script(_load("begin_fires"))
         self._acknowledge = client.register_script(_load("acknowledge"))
-        self._take_results = client.register_script(_load("take_results"))
         self._promote = client.register_script(_load("promote_retries"))
         self._pop_ready = client.register_script(_load("pop_ready"))
         self._enqueue_once = client.register_script(_load("enqueue_once"))
@@ -255,8 +254,12 @@ class RedisStore:
         """Spooled results for this worker to write (those it took before
         and did not finish first)."""
         k = self.keys
-        return self._take_results(keys=[k.results, k.results_writing(worker_id)],
-                                  args=[limit])
+        # Only this worker uses its writing list: reading it, then moving
+        # more into it, needs no atomic step between the two.
+        held = self.client.lrange(k.results_writing(worker_id), 0, -1)
+        if held:
+            return held
+        return self._pop_ready(keys=[k.results, k.results_writing(worker_id)], args=[limit])
 
     def results_written(self, worker_id: str) -> None:
         self.client.delete(self.keys.results_writing(worker_id))

@@ -4,6 +4,7 @@
 -- taken, so the acknowledging LREM, which scans from the head, finds each
 -- one near the head instead of scanning thousands of newer ones.
 -- KEYS[1] ready  KEYS[2] inflight:<worker>
+-- (Also moves spooled results into a worker's writing list: the same move.)
 -- Returns the messages moved.
 local out = {}
 for i = 1, tonumber(ARGV[1]) do
