@@ -1,5 +1,8 @@
 # The jobsched image: api (gunicorn), dispatcher, worker and migrate.
-FROM python:3.11-slim
+# BASE_IMAGE: any image with Python 3.11, pip and useradd on PATH (a machine
+# without registry access builds from a local one).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

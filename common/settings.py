@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 import socket
 from dataclasses import dataclass, field, replace
 from typing import Mapping
@@ -75,7 +76,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def _default_worker_id() -> str:
+    # The same after a restart in place (a container's PID is 1 each time): the
+    # worker then releases what its previous run held at once.
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _default_dispatcher_id() -> str:
+    # Unique per run: the lease is a fence, and a dispatcher restarted in place
+    # must not find its previous run's lease and carry on as if it held it.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class Settings:
     # other message of that attempt met meanwhile is dropped, not called.
     fire_mark_ttl_ms: int = 60_000
     # Dispatcher
-    dispatcher_id: str = field(default_factory=_default_worker_id)
+    dispatcher_id: str = field(default_factory=_default_dispatcher_id)
     leader_lease_ms: int = 5_000
     claim_batch_size: int = 1_000
     # Fires are queued this long before they are due; workers hold each one

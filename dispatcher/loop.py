@@ -50,7 +50,9 @@ class Dispatcher:
         started = time.monotonic()
         if not self.lease.hold():
             self._was_leader = False
-            return self.settings.leader_lease_ms / 3000.0
+            # A standby asks often (one EVAL per ask), so it takes over within
+            # half a second of the lease running out.
+            return min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
         s = self.settings
         try:
             if not self._was_leader:

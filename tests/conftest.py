@@ -144,8 +144,20 @@ def system(servers, tmp_path_factory, request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    from tests.containers import NOTES as COMPOSE_NOTES, REPORT as COMPOSE
     from tests.faults import REPORT
     from tests.test_history import REPORT as HISTORY
+    if COMPOSE_NOTES or COMPOSE:
+        terminalreporter.section("docker compose: fires per scenario")
+        for note in COMPOSE_NOTES:
+            terminalreporter.write_line(note)
+        terminalreporter.write_line(f"{'scenario':<28}{'expected':>10}{'executed':>10}"
+                                    f"{'duplicated':>12}{'lost':>6}{'early':>7}"
+                                    f"{'late p99 (ms)':>15}{'max':>7}")
+        for name, t, p99, latest in COMPOSE:
+            terminalreporter.write_line(f"{name:<28}{t.expected:>10}{t.executed:>10}"
+                                        f"{t.duplicated:>12}{t.lost:>6}{t.early:>7}"
+                                        f"{p99:>15}{latest:>7}")
     for backend, seed, table in HISTORY:
         terminalreporter.section(f"fire history checker: {backend}, seed {seed}")
         for line in table.splitlines():

@@ -1,0 +1,329 @@
+"""docker-compose.yml for real, as an operator runs it: the jobsched image
+built from the Dockerfile, the compose file brought up in a copy of the
+repository (`cp .env.example .env`, then `up -d --scale worker=3`) on
+stand-in images of python, mysql and redis (tests/containers.py says why),
+and 50 every-second jobs calling the demo target while a worker and the
+leading dispatcher are SIGKILLed, Redis restarts, and the whole deployment
+goes down and up again. Fires are counted from the demo target's log, one
+window per scenario, the windows back to back; the table is printed at the
+end of the run."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import requests
+
+from common.message import FireMessage
+from tests.containers import (NOTES, REPORT, Deployment, answer, build_standins,
+                              compose_command, copy_deployable, docker, engine_answers,
+                              remove_images, run)
+from tests.faults import Tally, tally_every_second
+from tests.support import free_port, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+JOBS = 50
+WORKERS = 3
+LEASE_S = 5.0           # JOBSCHED_LEADER_LEASE_MS as .env.example leaves it
+UP = ("--profile", "demo", "up", "-d", "--scale", f"worker={WORKERS}")
+DOWN = ("--profile", "demo", "down")
+PREFIX = "jobsched:"    # JOBSCHED_REDIS_PREFIX as .env.example leaves it
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def edit_env(path: Path, **values: str) -> None:
+    """Set KEY=value in .env as a user edits it: the line (commented out or
+    not) is replaced; a key the file lacks is added."""
+    lines = path.read_text().splitlines()
+    for key, value in values.items():
+        hits = ([i for i, text in enumerate(lines) if text.startswith(f"{key}=")]
+                or [i for i, text in enumerate(lines) if re.match(rf"#\s*{key}=", text)])
+        if hits:
+            lines[hits[0]] = f"{key}={value}"
+        else:
+            lines.append(f"{key}={value}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    if not engine_answers():
+        if os.environ.get("CI"):
+            pytest.fail("no Docker engine answers; .ci/run installs docker.io and starts it")
+        pytest.skip("no Docker engine answers here (CI installs one: see .ci/run)")
+    compose = compose_command()
+    tag = uuid.uuid4().hex[:8]
+    started = time.monotonic()
+    standins = build_standins(tag)
+    NOTES.append("STAND-IN IMAGES: this machine reaches package registries but no image "
+                 "registry, so python:3.11-slim, mysql:8.4 and redis:7.4 are stood in for by "
+                 "images built here from Debian bookworm packages (debootstrap; Python 3.11, "
+                 "MariaDB 10.11, Redis 7.0; tests/standins/), named in .env. "
+                 f"Built in {time.monotonic() - started:.0f} s.")
+    workdir = tmp_path_factory.mktemp("compose") / "jobsched"
+    copy_deployable(workdir)
+    shutil.copyfile(workdir / ".env.example", workdir / ".env")
+    token = secrets.token_hex(32)
+    image = f"jobsched-test-{tag}:latest"
+    port = free_port()
+    edit_env(workdir / ".env", JOBSCHED_API_TOKEN=token, MYSQL_PASSWORD=secrets.token_hex(12),
+             JOBSCHED_TARGET_ALLOW="demo-target", API_PORT=str(port),
+             BASE_IMAGE=standins.python, MYSQL_IMAGE=standins.mysql,
+             REDIS_IMAGE=standins.redis, JOBSCHED_IMAGE=image)
+    d = Deployment(compose, workdir, f"jobschedtest{tag}", image, f"http://127.0.0.1:{port}")
+    d.api = requests.Session()
+    d.api.headers["Authorization"] = f"Bearer {token}"
+    engine = docker("version", "--format", "{{.Server.Version}}").strip()
+    NOTES.append(f"Compose: {' '.join(compose)} ({run(*compose, 'version').splitlines()[0]}); "
+                 f"Docker engine {engine}")
+    try:
+        started = time.monotonic()
+        d(*UP)
+        NOTES.append(f"`up -d --scale worker={WORKERS}` (jobsched image built from the "
+                     f"Dockerfile) in {time.monotonic() - started:.0f} s")
+        yield d
+    finally:
+        d.api.close()
+        d.quietly(*DOWN, "--volumes", "--rmi", "all")
+        remove_images(image, *standins.all)
+        left = docker("ps", "--all", "--quiet", "--filter",
+                      f"label=com.docker.compose.project={d.project}")
+        assert not left.split(), f"containers left behind: {left}"
+
+
+# -- accounting -----------------------------------------------------------
+
+def fires_of(d, job_ids) -> dict[str, list]:
+    calls = defaultdict(list)
+    for call in d.demo_calls():
+        if call.job_id in job_ids:
+            calls[call.job_id].append(call)
+    return calls
+
+
+def account(d, name: str, until_ms: int, may_repeat=frozenset(),
+            late_limit_ms: int | None = None) -> Tally:
+    """Tally every fire of the jobs from the end of the last window to
+    ``until_ms``; a fire may be called twice only if it is in ``may_repeat``
+    (the fires a killed worker held), and no later than ``late_limit_ms``
+    after its instant, if given."""
+    first_ms = d.accounted_ms + 1000
+    wait_until(lambda: all(any(c.scheduled_ms >= until_ms for c in calls)
+                           for calls in fires_of(d, d.jobs).values())
+               and len(fires_of(d, d.jobs)) == JOBS, 90, interval=0.5,
+               message=f"{name}: every job fired up to the end of the window")
+    total, repeated, lateness = Tally(), set(), []
+    for calls in fires_of(d, d.jobs).values():
+        total.add(tally_every_second(calls, first_ms, until_ms))
+        seen = set()
+        for c in calls:
+            if first_ms <= c.scheduled_ms <= until_ms:
+                lateness.append(c.arrived_ms - c.scheduled_ms)
+                if c.execution_id in seen:
+                    repeated.add(c.execution_id)
+                seen.add(c.execution_id)
+    lateness.sort()
+    REPORT.append((name, total, lateness[len(lateness) * 99 // 100], lateness[-1]))
+    d.accounted_ms = until_ms
+    assert total.lost == 0, (name, total)
+    assert total.early == 0, (name, total)
+    assert repeated <= set(may_repeat), (name, repeated - set(may_repeat))
+    assert late_limit_ms is None or lateness[-1] < late_limit_ms, (name, lateness[-10:])
+    return total
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def next_second(after_s: float = 0) -> int:
+    return (now_ms() // 1000 + 1 + int(after_s)) * 1000
+
+
+def api_ok(d) -> bool:
+    try:
+        return d.api.get(f"{d.url}/health", timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_healthy(d, timeout: float = 180) -> None:
+    for service in ("mysql", "redis", "api"):
+        for container in d.containers(service):
+            wait_until(answer(lambda c=container: d.health(c) == "healthy"), timeout,
+                       interval=0.5, message=f"{service} healthy")
+    wait_until(lambda: api_ok(d), 60, interval=0.5, message="API answering on its port")
+
+
+def restarted(d, container: str, restarts_before: int) -> bool:
+    return d.restarts(container) > restarts_before and d.running(container)
+
+
+def history(d, job_id: str) -> set[str]:
+    ids, cursor = set(), None
+    while True:
+        page = d.api.get(f"{d.url}/jobs/{job_id}/executions",
+                         params={"limit": 100, **({"cursor": cursor} if cursor else {})},
+                         timeout=10).json()
+        ids |= {e["executionId"] for e in page["executions"]}
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return ids
+
+
+# -- scenarios, in order, on one deployment -------------------------------
+
+def test_up_runs_migrate_and_every_healthcheck_passes_and_the_api_needs_the_token(deployment):
+    d = deployment
+    (migrate,) = d.containers("migrate", all_states=True)
+    wait_until(answer(lambda: d.inspect(migrate, "{{.State.Status}}") == "exited"), 60,
+               message="migrate finished")
+    assert d.inspect(migrate, "{{.State.ExitCode}}") == "0"
+    wait_healthy(d)
+    assert len(d.containers("dispatcher")) == 2
+    assert len(d.containers("worker")) == WORKERS
+    assert requests.get(f"{d.url}/jobs", timeout=5).status_code == 401
+    assert requests.get(f"{d.url}/jobs", timeout=5,
+                        headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert d.api.get(f"{d.url}/jobs", timeout=5).status_code == 200
+
+    def deep():
+        body = d.api.get(f"{d.url}/health", params={"deep": 1}, timeout=5).json()
+        return body["status"] == "ok" and body["workers"]["alive"] == WORKERS and body
+    deep_health = wait_until(deep, 60, interval=0.5, message="deep health ok, all workers")
+    assert deep_health["leader"]["ok"]
+
+
+def test_every_second_jobs_miss_nothing_for_30_s(deployment):
+    d = deployment
+    body = {"jobs": [{"name": f"compose-{i}", "schedule": "* * * * * *",
+                      "api": f"http://demo-target:8080/compose/{i}"} for i in range(JOBS)]}
+    created = d.api.post(f"{d.url}/jobs:batch", json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    d.jobs = {job["jobId"] for job in created.json()["jobs"]}
+    assert len(d.jobs) == JOBS
+    wait_until(lambda: len(fires_of(d, d.jobs)) == JOBS, 30, interval=0.5,
+               message="every job fired once")
+    d.accounted_ms = max(min(c.scheduled_ms for c in calls)
+                         for calls in fires_of(d, d.jobs).values())
+    account(d, "steady, 30 s", d.accounted_ms + 30_000, late_limit_ms=1000)
+
+
+def test_a_killed_worker_has_its_fires_redelivered_and_comes_back(deployment):
+    d = deployment
+    victim = d.containers("worker")[0]
+    restarts, pid = d.restarts(victim), d.pid(victim)
+    (worker_id,) = [w for w in d.redis("SMEMBERS", PREFIX + "workers").split()
+                    if w.startswith(d.hostname(victim) + "-")]
+    # Stopped first, so what it held at the kill is known exactly: only these
+    # fires may reach the target twice (at-least-once).
+    # Killed while it holds fires (between a second's calls it may hold none).
+    deadline = time.monotonic() + 30
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        held = {FireMessage.decode(m.encode()).execution_id for m in
+                d.redis("LRANGE", f"{PREFIX}inflight:{worker_id}", "0", "-1").splitlines()
+                if m}
+        if held or time.monotonic() > deadline:
+            break
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.07)
+    assert held, "the worker never held a fire"
+    os.kill(pid, signal.SIGKILL)   # from the host: a crash, not a manual stop
+    wait_until(answer(lambda: restarted(d, victim, restarts)), 60, interval=0.5,
+               message="compose's restart policy brings the worker back")
+    NOTES.append(f"worker SIGKILL: it held {len(held)} fires; restarted by the policy")
+    account(d, "worker SIGKILL", next_second(5), may_repeat=held)
+
+
+def test_a_dispatcher_takes_the_lease_within_the_lease_time_when_the_leader_is_killed(
+        deployment):
+    d = deployment
+    leader, since = d.redis("GET", PREFIX + "leader"), d.redis("GET", PREFIX + "leader:since")
+    (victim,) = [c for c in d.containers("dispatcher")
+                 if leader.startswith(d.hostname(c) + "-")]
+    restarts = d.restarts(victim)
+    killed = time.monotonic()
+    os.kill(d.pid(victim), signal.SIGKILL)
+    wait_until(answer(lambda: d.redis("GET", PREFIX + "leader:since") not in ("", since)),
+               LEASE_S + 10, interval=0.1, message="a dispatcher takes the lease")
+    takeover = time.monotonic() - killed
+    new_leader = d.redis("GET", PREFIX + "leader")
+    # The standby, or the killed one restarted by the policy: whichever asks first.
+    by = "the standby" if new_leader.split("-")[0] != leader.split("-")[0] else "the restarted one"
+    NOTES.append(f"leader SIGKILL: lease taken after {takeover:.1f} s by {by}")
+    # The lease runs out at most LEASE_S after the kill; a standby asks every
+    # 0.5 s; each look at Redis here is a `docker exec` (~0.1-0.2 s).
+    assert takeover <= LEASE_S + 1.0, takeover
+    wait_until(answer(lambda: restarted(d, victim, restarts)), 60, interval=0.5,
+               message="compose's restart policy brings the dispatcher back")
+    account(d, "leader SIGKILL", next_second(5))
+
+
+def test_redis_restarted_keeps_the_schedule_through_aof(deployment):
+    d = deployment
+    probe = f"{PREFIX}compose-test-probe"
+    assert d.redis("SET", probe, "kept") == "OK"
+    assert int(d.redis("ZCARD", PREFIX + "schedule")) == JOBS
+    d("restart", "redis")
+    wait_until(answer(lambda: d.redis("PING") == "PONG"), 60, interval=0.2,
+               message="redis answering again")
+    # Read at once, before anything could rebuild it: what AOF kept.
+    assert d.redis("GET", probe) == "kept"
+    assert int(d.redis("ZCARD", PREFIX + "schedule")) == JOBS
+    d.redis("DEL", probe)
+    account(d, "redis restart", next_second(5))
+
+
+def test_down_then_up_resumes_the_jobs_and_keeps_the_history(deployment):
+    d = deployment
+    some = sorted(d.jobs)[:3]
+    before = {job: history(d, job) for job in some}
+    assert all(len(ids) >= 30 for ids in before.values()), {j: len(i) for j, i in before.items()}
+    d(*DOWN)
+    assert not d.containers("api") and not d.containers("worker")
+    volumes = docker("volume", "ls", "--quiet", "--filter",
+                     f"label=com.docker.compose.project={d.project}").split()
+    assert len(volumes) == 2, volumes   # mysql-data and redis-data kept
+    d(*UP)
+    wait_healthy(d)
+    up_ms = now_ms()
+    for job in some:
+        assert before[job] <= history(d, job), job
+    # Fires due while it was down run late or are skipped, as each job's
+    # misfire policy says; counted from here, the jobs fire as before.
+    d.accounted_ms = next_second()
+    account(d, "down, then up", next_second(10), late_limit_ms=1000)
+    caught_up = [c for calls in fires_of(d, d.jobs).values() for c in calls
+                 if c.scheduled_ms < up_ms]
+    NOTES.append(f"down, then up: {len(caught_up)} fires due before the system was back "
+                 "were called after it, late (misfire grace)")
+
+
+def test_the_image_runs_unprivileged(deployment):
+    d = deployment
+    for service in ("api", "dispatcher", "worker", "demo-target"):
+        for container in d.containers(service):
+            rows = docker("top", container, "-eo", "pid,uid").splitlines()[1:]
+            uids = {row.split()[1] for row in rows}
+            assert uids == {"10001"}, (service, rows)
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", d.image))
+    NOTES.append(f"jobsched image: {size / 1e6:.0f} MB (on the stand-in base; "
+                 "python:3.11-slim's own base is smaller)")
+    assert size < 700e6, size
+
+
+def test_readme_shows_the_commands_the_test_ran(deployment):
+    deploy = README[README.index("## Deploy"):]
+    for command in dict.fromkeys(deployment.commands):
+        shown = command.replace("docker-compose ", "docker compose ")
+        assert shown in deploy, f"README's deploy section lacks `{shown}`"
