@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import redis
+# Re-exported: the processes catch Redis failures without importing redis.
+from redis.exceptions import RedisError  # noqa: F401
 
 from common.keys import Keys
 from common.message import ATMOST_ONCE, FireMessage
@@ -26,6 +28,21 @@ def connect(url: str, **options) -> redis.Redis:
 
 def _load(name: str) -> str:
     return resources.files("common").joinpath("lua", f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """The queues, workers and lease, read in one round trip."""
+
+    scheduled: int
+    ready: int
+    retry: int
+    ready_head: bytes | None           # the oldest queued message
+    inflight: int                      # messages held by all registered workers
+    workers_alive: int                 # registered workers with a heartbeat
+    leader: str | None
+    lease_ttl_ms: int                  # PTTL of the lease (negative: none)
+    leader_since_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,50 @@ class RedisStore:
         self._acquire_running = client.register_script(_load("acquire_running"))
         self._streaks = client.register_script(_load("streaks"))
         self._release_running = client.register_script(_load("release_running"))
+
+    # -- every process -----------------------------------------------------
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    def add_metrics(self, recorder) -> None:
+        """Add what ``recorder`` (common.metrics) counted to the shared totals."""
+        recorder.flush(self.client, self.keys.metrics)
+
+    def metric_fields(self) -> dict[bytes, bytes]:
+        return self.client.hgetall(self.keys.metrics)
+
+    def initialized(self) -> bool:
+        """False once Redis lost its data: the schedule must be rebuilt."""
+        return bool(self.client.exists(self.keys.initialized))
+
+    def mark_initialized(self, now_ms: int) -> None:
+        self.client.set(self.keys.initialized, now_ms)
+
+    def queue_snapshot(self) -> QueueSnapshot:
+        k = self.keys
+        workers = self.registered_workers()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(k.schedule)
+        pipe.llen(k.ready)
+        pipe.zcard(k.retry)
+        pipe.lindex(k.ready, 0)
+        pipe.get(k.leader)
+        pipe.pttl(k.leader)
+        pipe.get(k.leader_since)
+        for w in workers:
+            pipe.llen(k.inflight(w))
+            pipe.exists(k.heartbeat(w))
+        scheduled, ready, retry, head, leader, ttl, since, *per_worker = pipe.execute()
+        return QueueSnapshot(scheduled, ready, retry, head, sum(per_worker[0::2]),
+                             sum(per_worker[1::2]), leader.decode() if leader else None,
+                             ttl, int(since) if since else None)
+
+    def leader_and_ready_head(self) -> tuple[str | None, bytes | None]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.leader)
+        pipe.lindex(self.keys.ready, 0)
+        leader, head = pipe.execute()
+        return (leader.decode() if leader else None), head
 
     # -- job state (common/publish.py is the one caller) -------------------
     def publish_job(self, job_id: str, spec_json: str, version: int,
@@ -103,10 +164,60 @@ class RedisStore:
     def prune_tombstones(self, before_ms: int) -> int:
         return self.client.zremrangebyscore(self.keys.deleted, "-inf", f"({before_ms}")
 
+    def live_state(self, job_ids: list[str]) -> list[tuple[float | None, bytes | None]]:
+        """Per job: its next fire on the schedule, and its finished entry."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zmscore(self.keys.schedule, job_ids)
+        pipe.hmget(self.keys.finished, job_ids)
+        scores, finished = pipe.execute()
+        return list(zip(scores, finished))
+
+    def job_states(self, job_ids: list[str]) -> list[tuple]:
+        """Per job: (spec json, score on the schedule, score in pending,
+        finished entry), each None when absent."""
+        k = self.keys
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.jobs, job_ids)
+        pipe.zmscore(k.schedule, job_ids)
+        pipe.zmscore(k.pending, job_ids)
+        pipe.hmget(k.finished, job_ids)
+        return list(zip(*pipe.execute()))
+
+    def scan_job_ids(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        cursor, chunk = self.client.hscan(self.keys.jobs, cursor, count=count)
+        return cursor, [job_id.decode() for job_id in chunk]
+
     # -- dispatcher side --------------------------------------------------
     def hold_lease(self, candidate: str, lease_ms: int) -> bool:
         return self._lease(keys=[self.keys.leader, self.keys.leader_since],
                            args=[candidate, lease_ms]) == 1
+
+    def release_lease(self, candidate: str) -> None:
+        """Delete the lease if ``candidate`` holds it (compare and delete)."""
+        self.client.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+            " return 0", 1, self.keys.leader, candidate)
+
+    def next_due(self) -> tuple[float | None, float | None]:
+        """The earliest scheduled fire and the earliest retry (epoch ms)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrange(self.keys.schedule, 0, 0, withscores=True)
+        pipe.zrange(self.keys.retry, 0, 0, withscores=True)
+        schedule_head, retry_head = pipe.execute()
+        return (schedule_head[0][1] if schedule_head else None,
+                retry_head[0][1] if retry_head else None)
+
+    def wait_for_wake(self, timeout_s: float) -> bool:
+        """Sleep until the API nudges the leader (an earlier fire was
+        scheduled) or ``timeout_s`` passes; True when nudged."""
+        if self.client.blpop([self.keys.wake], timeout=timeout_s):
+            self.client.delete(self.keys.wake)
+            return True
+        return False
+
+    def queue_retries(self, messages: dict[str, int]) -> None:
+        """Retry messages due at their scores, unless already queued."""
+        self.client.zadd(self.keys.retry, messages, nx=True)
 
     def claim_due(self, leader: str, now_ms: int, limit: int, grace_ms: int,
                   ahead_ms: int = 0) -> list[tuple[str, int, bytes, bool]] | None:
@@ -160,6 +271,26 @@ class RedisStore:
         """Queue ``message`` unless ``token`` was used in the last ``guard_ms``."""
         return self._enqueue_once(keys=[self.keys.once(token), self.keys.ready],
                                   args=[message, guard_ms]) == 1
+
+    def beat(self, worker_id: str, ttl_ms: int) -> None:
+        """A worker's heartbeat; registered again on every beat, so a flushed
+        Redis learns of the worker anew."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat(worker_id), "1", px=ttl_ms)
+        pipe.sadd(self.keys.workers, worker_id)
+        pipe.execute()
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        self.client.delete(self.keys.heartbeat(worker_id))
+
+    def claim_system_alert(self, kind: str, now_ms: int, repeat_ms: int) -> bool:
+        """True for the one caller that may raise ``kind`` now (once per
+        ``repeat_ms`` across all workers)."""
+        return bool(self.client.set(self.keys.system_alert(kind), now_ms, nx=True,
+                                    px=repeat_ms))
+
+    def release_system_alert(self, kind: str) -> None:
+        self.client.delete(self.keys.system_alert(kind))
 
     def registered_workers(self) -> list[str]:
         return [w.decode() for w in self.client.smembers(self.keys.workers)]

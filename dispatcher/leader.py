@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
 
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +36,5 @@ class Lease:
     def release(self) -> None:
         if not self.held:
             return
-        k = self.store.keys
-        # Delete only our own lease: compare and delete atomically.
-        self.store.client.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-            " return 0", 1, k.leader, self.candidate)
+        self.store.release_lease(self.candidate)
         self.held = False

@@ -7,11 +7,10 @@ import logging
 import threading
 import time
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import sessionmaker
 
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.leader import Lease
@@ -70,7 +69,7 @@ class Dispatcher:
             log.warning("lease lost during dispatch; standing by")
             self._was_leader = False
             return 0.0
-        self.metrics.flush(self.store.client, self.store.keys.metrics)
+        self.store.add_metrics(self.metrics)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return self._seconds_until_next(now + elapsed_ms)
 
@@ -78,7 +77,7 @@ class Dispatcher:
         s = self.settings
         if now >= self._next_init_check:
             self._next_init_check = now + CHECK_INIT_INTERVAL_MS
-            if not self.store.client.exists(self.store.keys.initialized):
+            if not self.store.initialized():
                 log.warning("schedule not initialized in Redis: rebuilding from the database")
                 self.reconciler.trigger.set()
         if now >= self._next_reap:
@@ -88,18 +87,13 @@ class Dispatcher:
                                                   s.fire_mark_ttl_ms))
 
     def _seconds_until_next(self, now: int) -> float:
-        k = self.store.keys
-        pipe = self.store.client.pipeline(transaction=False)
-        pipe.zrange(k.schedule, 0, 0, withscores=True)
-        pipe.zrange(k.retry, 0, 0, withscores=True)
-        schedule_head, retry_head = pipe.execute()
+        next_fire, next_retry = self.store.next_due()
         wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
         # Fires are claimed dispatch_ahead_ms early; retries when due.
-        if schedule_head:
-            due = schedule_head[0][1] - self.settings.dispatch_ahead_ms
-            wait = min(wait, (due - now) / 1000.0)
-        if retry_head:
-            wait = min(wait, (retry_head[0][1] - now) / 1000.0)
+        if next_fire is not None:
+            wait = min(wait, (next_fire - self.settings.dispatch_ahead_ms - now) / 1000.0)
+        if next_retry is not None:
+            wait = min(wait, (next_retry - now) / 1000.0)
         return max(0.0, wait)
 
     def _wait(self, seconds: float) -> None:
@@ -113,9 +107,7 @@ class Dispatcher:
         # earlier fire. Redis notices an expired blocking timeout only on its
         # next timer tick (up to 100 ms late at hz 10), so block until a tick
         # before the due time; the next loop sleeps the rest locally.
-        timeout = seconds - REDIS_TIMER_SLACK_S
-        if self.store.client.blpop([self.store.keys.wake], timeout=timeout):
-            self.store.client.delete(self.store.keys.wake)
+        self.store.wait_for_wake(seconds - REDIS_TIMER_SLACK_S)
 
     def run_forever(self) -> None:
         log.info("dispatcher %s ready (lease %d ms)", self.settings.dispatcher_id,

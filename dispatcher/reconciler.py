@@ -32,7 +32,6 @@ import threading
 import time
 from typing import Callable
 
-from redis.exceptions import RedisError
 from sqlalchemy import exists, false, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
@@ -40,7 +39,7 @@ from sqlalchemy.orm import aliased, sessionmaker
 from common.message import ATLEAST_ONCE, FireMessage, JobSpec
 from common.models import Execution, Job
 from common.publish import publish, unpublish
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.schedule import ONCE, next_fire, timing_of
 from common.timeutil import now_ms
 
@@ -92,7 +91,7 @@ def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int)
     retries = {FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
                                   row.attempt + 1): now for row, job in rows}
     if retries:
-        store.client.zadd(store.keys.retry, retries, nx=True)
+        store.queue_retries(retries)
         log.warning("queued %d pending retries again after Redis lost them", len(retries))
     return len(retries)
 
@@ -113,7 +112,6 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
     """Repair every difference (or only those of jobs written at or after
     ``changed_since``); returns the number of jobs repaired."""
     repaired = 0
-    k = store.keys
     # Keyset pages: by id over every job, by (updated_at_ms, id) over the
     # recently written ones (an index each, so neither reads the whole table).
     after_time, after_id = changed_since, ""
@@ -132,15 +130,8 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
             break
         after_time, after_id = page[-1].updated_at_ms, page[-1].id
         ids = [row.id for row in page]
-        pipe = store.client.pipeline(transaction=False)
-        pipe.hmget(k.jobs, ids)
-        pipe.zmscore(k.schedule, ids)
-        pipe.zmscore(k.pending, ids)
-        pipe.hmget(k.finished, ids)
-        specs, scheduled, pending, finished = pipe.execute()
         differing = {}
-        for row, spec_json, in_schedule, in_pending, done in zip(page, specs, scheduled,
-                                                                 pending, finished):
+        for row, (spec_json, in_schedule, in_pending, done) in zip(page, store.job_states(ids)):
             on_schedule = in_schedule is not None or in_pending is not None
             ended = row.finished_at_ms is not None or _finished_version(done) == row.version
             if _stored_version(spec_json) < row.version or \
@@ -163,7 +154,7 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
                 log.exception("job %s could not be reconciled", job.id)
         if len(page) < PAGE:
             break
-    store.client.set(k.initialized, now)
+    store.mark_initialized(now)
     if repaired:
         log.warning("reconciled %d jobs from the database into Redis", repaired)
     return repaired
@@ -176,8 +167,7 @@ def prune_deleted(store: RedisStore, sessions: sessionmaker, now: int) -> int:
     without a row is always a deleted job."""
     removed, cursor = 0, 0
     while True:
-        cursor, chunk = store.client.hscan(store.keys.jobs, cursor, count=PAGE)
-        ids = [job_id.decode() for job_id in chunk]
+        cursor, ids = store.scan_job_ids(cursor, PAGE)
         if ids:
             with sessions() as session:
                 kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
@@ -255,7 +245,7 @@ class Reconciler(threading.Thread):
             self._last_pass_began = None   # a new leader starts with a full pass
             return True
         try:
-            redis_was_lost = not self.store.client.exists(self.store.keys.initialized)
+            redis_was_lost = not self.store.initialized()
             full = (full or redis_was_lost or self._last_pass_began is None
                     or time.monotonic() >= self._next_full)
             since = None if full else self._last_pass_began - CHANGED_SINCE_SLACK_MS

@@ -28,9 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from common.logs import configure
+from common.redisstore import RedisError, connect
 
 log = logging.getLogger("jobsched.embedded")
 
@@ -128,13 +127,13 @@ def stop_in_order(groups: list[list[Child]]) -> None:
 
 
 def wait_for_redis(port: int, child: Child) -> None:
-    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    client = connect(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             client.ping()
             return
-        except redis.ConnectionError:
+        except RedisError:
             if child.process.poll() is not None:
                 raise SystemExit(f"bundled redis-server exited ({child.process.returncode}); "
                                  f"is port {port} taken? see {DATA_DIR / 'redis.log'}") from None

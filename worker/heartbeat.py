@@ -4,10 +4,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from redis.exceptions import RedisError
 
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -29,14 +28,9 @@ class Heartbeat(threading.Thread):
         self._stopping = threading.Event()
 
     def beat(self) -> None:
-        k = self.store.keys
-        pipe = self.store.client.pipeline(transaction=False)
-        pipe.set(k.heartbeat(self.worker_id), "1", px=self.ttl_ms)
-        # Registered again on every beat so a flushed Redis learns of us anew.
-        pipe.sadd(k.workers, self.worker_id)
-        pipe.execute()
+        self.store.beat(self.worker_id, self.ttl_ms)
         if self.metrics:  # what the result writer has not flushed yet (e.g. webhooks)
-            self.metrics.flush(self.store.client, k.metrics)
+            self.store.add_metrics(self.metrics)
 
     def run(self) -> None:
         while not self._stopping.wait(self.ttl_ms / 3000.0):
@@ -60,10 +54,10 @@ class Heartbeat(threading.Thread):
         self.join()
         if self.metrics:
             try:
-                self.metrics.flush(self.store.client, self.store.keys.metrics)
+                self.store.add_metrics(self.metrics)
             except RedisError:
                 log.warning("last metrics not flushed: Redis unavailable")
         try:
-            self.store.client.delete(self.store.keys.heartbeat(self.worker_id))
+            self.store.drop_heartbeat(self.worker_id)
         except RedisError:
             log.warning("could not remove heartbeat; it will expire")

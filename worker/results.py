@@ -21,14 +21,13 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from redis.exceptions import RedisError
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from common.metrics import MetricsRecorder
 from common.models import Alert, Execution
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.settings import Settings
 from common.timeutil import now_ms
 from worker import spool, streaks
@@ -379,7 +378,7 @@ class ResultWriter(threading.Thread):
             m.observe("jobsched_call_duration_seconds",
                       (outcome.finished_ms - outcome.started_ms) / 1000)
         try:
-            m.flush(self.store.client, self.store.keys.metrics)
+            self.store.add_metrics(m)
         except RedisError:
             log.debug("metrics not flushed; kept for the next flush")
 

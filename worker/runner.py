@@ -31,12 +31,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
 from common.message import CONCURRENCY_FORBID, FireMessage, JobSpec
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from worker.webhooks import WebhookSender

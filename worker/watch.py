@@ -32,11 +32,7 @@ class SystemWatch:
         self._leaderless_since: int | None = None
 
     def check(self, now: int) -> None:
-        k = self.store.keys
-        pipe = self.store.client.pipeline(transaction=False)
-        pipe.get(k.leader)
-        pipe.lindex(k.ready, 0)
-        leader, head = pipe.execute()
+        leader, head = self.store.leader_and_ready_head()
         if leader:
             self._leaderless_since = None
         else:
@@ -54,21 +50,19 @@ class SystemWatch:
                                        "workers are not keeping up", now)
 
     def _raise(self, kind: str, message: str, now: int) -> None:
-        lock = self.store.keys.system_alert(kind)
-        if not self.store.client.set(lock, now, nx=True,
-                                     px=self.settings.system_alert_repeat_ms):
+        if not self.store.claim_system_alert(kind, now, self.settings.system_alert_repeat_ms):
             return  # raised recently, by this worker or another
         alert = alert_row(kind, None, None, message, now, self.settings.alert_webhook)
         # Written off the heartbeat thread: a slow database must not delay
         # the heartbeat (its expiry would redeliver this worker's messages).
-        self.webhooks.run(self._record, alert, lock)
+        self.webhooks.run(self._record, alert)
 
-    def _record(self, alert: dict, lock: str) -> None:
+    def _record(self, alert: dict) -> None:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(Alert), [alert])
         except Exception:
-            self.store.client.delete(lock)  # let a later check raise it again
+            self.store.release_system_alert(alert["kind"])  # a later check raises it again
             raise
         log.warning("system alert %s: %s", alert["kind"], alert["message"])
         self.webhooks.send(alert, payload(alert))

@@ -22,14 +22,13 @@ import time
 from collections import deque
 
 import requests
-from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.metrics import MetricsRecorder
 from common.models import Alert
-from common.redisstore import RedisStore
+from common.redisstore import RedisError, RedisStore
 from common.signing import HEADER, sign
 from common.targets import DenyList
 from common.timeutil import now_ms

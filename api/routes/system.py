@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
-from redis.exceptions import RedisError
 
 from api.metrics import exposition
 from api.openapi import document
 from api.routes import flag_arg, services
 from api.services import observe
 from common.errors import DependencyUnavailable
+from common.redisstore import RedisError
 
 bp = Blueprint("system", __name__)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from api import pagination
@@ -13,6 +12,7 @@ from api.views import alert_view, execution_view
 from common.errors import Conflict, DependencyUnavailable, NotFound
 from common.message import FireMessage, JobSpec
 from common.models import Alert, Execution
+from common.redisstore import RedisError
 from common.timeutil import iso_ms
 
 log = logging.getLogger(__name__)

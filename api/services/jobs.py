@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,6 +19,7 @@ from common.logs import target_for_log
 from common.message import MISFIRE_FIRE_ONCE, FireMessage, JobSpec, execution_id
 from common.models import Execution, Job
 from common.publish import publish, unpublish
+from common.redisstore import RedisError
 from common.schedule import first_fire, fires_between, next_fire, timing_of, upcoming
 from common.timeutil import iso_ms, now_ms
 
@@ -281,16 +281,12 @@ class LiveState:
 def live_state(services: Services, jobs: list[Job]) -> dict[str, LiveState]:
     if not jobs:
         return {}
-    k, ids = services.store.keys, [job.id for job in jobs]
     try:
-        pipe = services.store.client.pipeline(transaction=False)
-        pipe.zmscore(k.schedule, ids)
-        pipe.hmget(k.finished, ids)
-        scores, finished = pipe.execute()
+        live = services.store.live_state([job.id for job in jobs])
     except RedisError:
         return {job.id: LiveState(job.next_run_ms, job.finished_at_ms) for job in jobs}
     state = {}
-    for job, score, done in zip(jobs, scores, finished):
+    for job, (score, done) in zip(jobs, live):
         finished_ms = job.finished_at_ms
         if finished_ms is None and done is not None:
             version, last = map(int, done.decode().split(":"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 
 from api.services import Services
@@ -13,41 +12,28 @@ from common.errors import DependencyUnavailable
 from common.message import waiting_since
 from common.metrics import HISTOGRAMS, parse_field
 from common.models import Job
+from common.redisstore import RedisError
 from common.timeutil import now_ms
 
 
 def queue_state(services: Services) -> dict:
     """Queue depths, workers alive, the leader: one pipelined round trip."""
-    client, k = services.store.client, services.store.keys
-    workers = [w.decode() for w in client.smembers(k.workers)]
-    pipe = client.pipeline(transaction=False)
-    pipe.zcard(k.schedule)
-    pipe.llen(k.ready)
-    pipe.zcard(k.retry)
-    pipe.lindex(k.ready, 0)
-    pipe.get(k.leader)
-    pipe.pttl(k.leader)
-    pipe.get(k.leader_since)
-    for w in workers:
-        pipe.llen(k.inflight(w))
-        pipe.exists(k.heartbeat(w))
-    scheduled, ready, retry, head, leader, lease_ttl, leader_since, *per_worker = pipe.execute()
+    q = services.store.queue_snapshot()
     now = now_ms()
-    head_since = waiting_since(head) if head else None
+    head_since = waiting_since(q.ready_head) if q.ready_head else None
     oldest_age = None if head_since is None else max(0, now - head_since)
     return {
-        "scheduled": scheduled, "ready": ready, "retry": retry,
-        "inflight": sum(per_worker[0::2]), "oldestReadyAgeMs": oldest_age,
-        "workersAlive": sum(per_worker[1::2]),
-        "leader": leader.decode() if leader else None,
-        "leaseRemainingMs": lease_ttl if leader and lease_ttl > 0 else None,
-        "leaseAgeMs": now - int(leader_since) if leader and leader_since else None,
+        "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
+        "inflight": q.inflight, "oldestReadyAgeMs": oldest_age,
+        "workersAlive": q.workers_alive, "leader": q.leader,
+        "leaseRemainingMs": q.lease_ttl_ms if q.leader and q.lease_ttl_ms > 0 else None,
+        "leaseAgeMs": now - q.leader_since_ms if q.leader and q.leader_since_ms else None,
     }
 
 
 def metric_totals(services: Services) -> dict:
     """The counters and histograms every process adds to, by series."""
-    raw = services.store.client.hgetall(services.store.keys.metrics)
+    raw = services.store.metric_fields()
     totals: dict = defaultdict(dict)
     for f, value in raw.items():
         name, labels, part = parse_field(f.decode())
@@ -137,7 +123,7 @@ def health(services: Services, deep: bool = False) -> tuple[bool, dict]:
         with services.sessions() as session:
             session.execute(text("SELECT 1"))
 
-    checks = {"database": _timed(database), "redis": _timed(services.store.client.ping)}
+    checks = {"database": _timed(database), "redis": _timed(services.store.ping)}
     if deep:
         limit = services.settings.ready_age_limit_ms
         state = {}
