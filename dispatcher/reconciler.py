@@ -27,7 +27,6 @@ the database (the last attempt of a fire failed and was not final).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from typing import Callable
@@ -36,7 +35,7 @@ from sqlalchemy import exists, false, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
 
-from common.message import ATLEAST_ONCE, FireMessage, JobSpec
+from common.message import ATLEAST_ONCE, FireMessage, JobSpec, version_of_spec
 from common.models import Execution, Job
 from common.publish import publish, unpublish
 from common.redisstore import RedisError, RedisStore
@@ -50,8 +49,6 @@ RETRY_LOOKBACK_MS = 24 * 3600 * 1000
 # An incremental pass reaches back this far before the previous one began:
 # API hosts' clocks (they stamp updated_at_ms) may differ a little.
 CHANGED_SINCE_SLACK_MS = 60_000
-# JobSpec.to_json writes the version first.
-_VERSION = re.compile(rb'\{"v":(\d+),')
 # A deleted job's tombstone outlives any write that could race its delete.
 TOMBSTONE_MS = 24 * 3600 * 1000
 # How soon a finished job is written to the database once the dispatcher
@@ -96,11 +93,6 @@ def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int)
     return len(retries)
 
 
-def _stored_version(spec_json: bytes | None) -> int:
-    match = _VERSION.match(spec_json) if spec_json else None
-    return int(match.group(1)) if match else 0
-
-
 def _finished_version(entry: bytes | None) -> int | None:
     """The version of a ``finished`` entry ("version:last fire")."""
     return int(entry.split(b":")[0]) if entry else None
@@ -134,7 +126,7 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
         for row, (spec_json, in_schedule, in_pending, done) in zip(page, store.job_states(ids)):
             on_schedule = in_schedule is not None or in_pending is not None
             ended = row.finished_at_ms is not None or _finished_version(done) == row.version
-            if _stored_version(spec_json) < row.version or \
+            if version_of_spec(spec_json) < row.version or \
                     on_schedule != (row.enabled and not ended):
                 differing[row.id] = on_schedule
         stale = []

@@ -9,15 +9,12 @@ is skipped too; under ``fire_once`` it runs as the single catch-up.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
-from common.message import FireMessage, JobSpec
+from common.message import FireMessage, timing_of_spec
 from common.metrics import MetricsRecorder
 from common.schedule import Timing, fires_between, next_fire
 from common.redisstore import RedisStore
@@ -31,17 +28,6 @@ MAX_COUNTED_SKIPS = 1_000
 LEASE_CHECK_S = 0.5
 # Jobs a previous leader left pending are rescheduled this many at a time.
 RECOVER_SLICE = 500
-# JobSpec.to_json writes the timing fields first, so they are read without
-# decoding (or caching) a spec whose body may be 64 KiB. start, end and runAt
-# are left out when null.
-_STRING = rb'("(?:[^"\\]|\\.)*")'
-_NUMBER = rb'(null|-?\d+)'
-_TIMING_FIELDS = re.compile(
-    rb'\{"v":\d+,"id":"[^"]*","schedule":' + _STRING + rb',"tz":' + _STRING
-    + rb'(?:,"start":' + _NUMBER + rb')?(?:,"end":' + _NUMBER + rb')?(?:,"runAt":' + _NUMBER
-    + rb')?[,}]')
-
-
 class LostLease(Exception):
     """The lease moved to another dispatcher while this one was working."""
 
@@ -61,19 +47,6 @@ class NextFire:
     capped: bool = False         # ``skipped`` is a minimum (counting stopped)
 
 
-def _timing_of(spec_json: bytes) -> Timing:
-    match = _TIMING_FIELDS.match(spec_json)
-    if match:
-        return _decode_timing(match.groups())
-    return JobSpec.from_dict(json.loads(spec_json)).timing
-
-
-@lru_cache(maxsize=50_000)
-def _decode_timing(groups: tuple[bytes, ...]) -> Timing:
-    schedule, tz, start, end, run_at = (None if g is None else json.loads(g) for g in groups)
-    return Timing(schedule, tz, start, end, run_at)
-
-
 def next_fire_after(timing: Timing, fired_ms: int, now: int, grace_ms: int) -> NextFire:
     """Where a job goes after its fire at ``fired_ms`` was claimed at ``now``
     (``at`` is None when the job has no further fire)."""
@@ -88,7 +61,7 @@ def next_fire_after(timing: Timing, fired_ms: int, now: int, grace_ms: int) -> N
 def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
          grace_ms: int) -> tuple[tuple[str, int, int | None], str | None, int]:
     """(reschedule entry, skip record or None, fires skipped) for one claim."""
-    nxt = next_fire_after(_timing_of(spec_json), fired_ms, now, grace_ms)
+    nxt = next_fire_after(timing_of_spec(spec_json), fired_ms, now, grace_ms)
     skipped, first, last = nxt.skipped, nxt.first_skipped, nxt.last_skipped
     if not queued:  # the late fire itself was skipped (misfire policy "skip")
         skipped, first, last = skipped + 1, fired_ms, last or fired_ms

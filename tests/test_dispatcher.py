@@ -275,7 +275,7 @@ def test_fires_are_claimed_ahead_by_the_dispatch_ahead_time(backend, store, sess
 
 def test_specs_leave_defaults_out_and_read_back_whole():
     import json
-    from dispatcher.scheduling import _timing_of
+    from common.message import timing_of_spec, version_of_spec
     plain = JobSpec(id="j", version=1, schedule="0 0 0 1 1 *", timezone="UTC",
                     url="http://h/", max_retries=0)
     assert plain.to_json() == ('{"v":1,"id":"j","schedule":"0 0 0 1 1 *","tz":"UTC",'
@@ -285,8 +285,10 @@ def test_specs_leave_defaults_out_and_read_back_whole():
     for spec in (plain, windowed):
         raw = spec.to_json().encode()
         assert JobSpec.from_dict(json.loads(raw)) == spec
-        assert _timing_of(raw) == spec.timing
+        assert timing_of_spec(raw) == spec.timing
+        assert version_of_spec(raw) == spec.version
+    assert version_of_spec(None) == 0
     # A spec written whole by an earlier version still reads.
     old = (b'{"v":1,"id":"j","schedule":"* * * * * *","tz":"UTC","start":null,"end":7,'
            b'"runAt":null,"url":"u","method":"POST","type":"ATLEAST_ONCE","timeoutMs":5}')
-    assert _timing_of(old) == Timing("* * * * * *", end_ms=7)
+    assert timing_of_spec(old) == Timing("* * * * * *", end_ms=7)
