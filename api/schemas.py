@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from common import cron
 from common.errors import ValidationError
-from common.message import ATLEAST_ONCE, reserved_header
+from common.message import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_METHOD,
+                            DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEZONE,
+                            DEFAULT_TYPE, reserved_header)
 from common.schedule import ONCE
 
 MAX_BODY_BYTES = 64 * 1024
@@ -152,10 +154,11 @@ class JobIn(_TimingParsed, BaseModel):
         max_length=200, description="cron `sec min hour dom mon dow` (5 fields: second 0), "
                                     "or `@once` with `runAt`")
     api: StrictStr = Field(max_length=2048, description="target URL, http:// or https://")
-    type: Literal["ATLEAST_ONCE", "ATMOST_ONCE"] = ATLEAST_ONCE
+    type: Literal["ATLEAST_ONCE", "ATMOST_ONCE"] = DEFAULT_TYPE
     name: StrictStr | None = Field(default=None, max_length=200)
-    timezone: StrictStr = Field(default="UTC", max_length=64, description="IANA time zone")
-    method: Literal["POST", "GET", "PUT", "PATCH", "DELETE"] = "POST"
+    timezone: StrictStr = Field(default=DEFAULT_TIMEZONE, max_length=64,
+                                description="IANA time zone")
+    method: Literal["POST", "GET", "PUT", "PATCH", "DELETE"] = DEFAULT_METHOD
     headers: dict[StrictStr, StrictStr] = Field(default_factory=dict,
                                                  description=f"at most {MAX_HEADERS}")
     body: Any = Field(default=None, description="JSON value (sent as application/json) or "
@@ -163,10 +166,10 @@ class JobIn(_TimingParsed, BaseModel):
     timeoutMs: StrictInt | None = Field(default=None, ge=1)
     alertWebhook: StrictStr | None = Field(default=None, max_length=2048)
     enabled: StrictBool = True
-    maxRetries: StrictInt = Field(default=3, ge=0, le=MAX_RETRIES)
-    retryBackoffMs: StrictInt = Field(default=1000, ge=1, le=MAX_BACKOFF_MS)
-    misfire: Literal["skip", "fire_once"] = "skip"
-    concurrency: Literal["allow", "forbid"] = "allow"
+    maxRetries: StrictInt = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=MAX_RETRIES)
+    retryBackoffMs: StrictInt = Field(default=DEFAULT_RETRY_BACKOFF_MS, ge=1, le=MAX_BACKOFF_MS)
+    misfire: Literal["skip", "fire_once"] = DEFAULT_MISFIRE
+    concurrency: Literal["allow", "forbid"] = DEFAULT_CONCURRENCY
     successStatus: list[StrictInt | StrictStr] | None = Field(
         default=None, max_length=20,
         description='HTTP statuses that count as success: codes or ranges, e.g. '
@@ -246,7 +249,8 @@ class ScheduleIn(_TimingParsed, BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule: StrictStr = Field(max_length=200, description="as in a job")
-    timezone: StrictStr = Field(default="UTC", max_length=64, description="IANA time zone")
+    timezone: StrictStr = Field(default=DEFAULT_TIMEZONE, max_length=64,
+                                description="IANA time zone")
     startAt: StrictStr | None = None
     endAt: StrictStr | None = None
     runAt: StrictStr | None = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import lru_cache
 
 from common.schedule import Timing
@@ -33,7 +33,20 @@ MISFIRE_SKIP = "skip"
 MISFIRE_FIRE_ONCE = "fire_once"
 CONCURRENCY_ALLOW = "allow"
 CONCURRENCY_FORBID = "forbid"
+
+# A job's defaults, declared once: JobSpec, its JSON (fields holding them are
+# left out), the API's schema and the database model take them from here.
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_METHOD = "POST"
+DEFAULT_TYPE = ATLEAST_ONCE
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_BACKOFF_MS = 1000
+DEFAULT_MISFIRE = MISFIRE_SKIP
+DEFAULT_CONCURRENCY = CONCURRENCY_ALLOW
 DEFAULT_SUCCESS = ((200, 299),)
+# A spec's timeout when its JSON has none (the API always writes the job's
+# own, JOBSCHED_DEFAULT_TIMEOUT_MS if it gave none).
+SPEC_TIMEOUT_MS = 10_000
 
 
 # Headers that frame the request or the connection: jobsched sets them; a
@@ -59,17 +72,17 @@ class JobSpec:
     schedule: str
     timezone: str
     url: str
-    method: str = "POST"
+    method: str = DEFAULT_METHOD
     headers: dict = field(default_factory=dict)
     body: str | None = None
     content_type: str | None = None
-    type: str = ATLEAST_ONCE
-    timeout_ms: int = 10_000
+    type: str = DEFAULT_TYPE
+    timeout_ms: int = SPEC_TIMEOUT_MS
     alert_webhook: str | None = None
-    max_retries: int = 3
-    retry_backoff_ms: int = 1000
-    misfire: str = MISFIRE_SKIP
-    concurrency: str = CONCURRENCY_ALLOW
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff_ms: int = DEFAULT_RETRY_BACKOFF_MS
+    misfire: str = DEFAULT_MISFIRE
+    concurrency: str = DEFAULT_CONCURRENCY
     start_ms: int | None = None
     end_ms: int | None = None
     run_at_ms: int | None = None
@@ -82,19 +95,10 @@ class JobSpec:
         one spec per job: a million jobs, a third of the memory). The timing
         fields come first, in this order: timing_of_spec and version_of_spec
         read them without decoding the rest."""
-        fields = {
-            "v": self.version, "id": self.id, "schedule": self.schedule, "tz": self.timezone,
-            "start": self.start_ms, "end": self.end_ms, "runAt": self.run_at_ms,
-            "url": self.url, "method": self.method, "headers": self.headers,
-            "body": self.body, "contentType": self.content_type, "type": self.type,
-            "timeoutMs": self.timeout_ms, "alertWebhook": self.alert_webhook,
-            "maxRetries": self.max_retries, "backoffMs": self.retry_backoff_ms,
-            "misfire": self.misfire, "concurrency": self.concurrency,
-            "success": [list(pair) for pair in self.success],
-            "autoDisable": self.auto_disable_after, "enabled": self.enabled,
-        }
-        return json.dumps({name: value for name, value in fields.items()
-                           if name in _ALWAYS or value != _OMITTED.get(name, value)},
+        fields = ((name, _to_json(name, getattr(self, attr)))
+                  for name, attr in _JSON_FIELDS.items())
+        return json.dumps({name: value for name, value in fields
+                           if name in _ALWAYS or value != _OMITTED[name]},
                           separators=(",", ":"))
 
     @property
@@ -127,28 +131,45 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "JobSpec":
-        return cls(
-            id=d["id"], version=d["v"], schedule=d["schedule"], timezone=d["tz"],
-            url=d["url"], method=d.get("method", "POST"), headers=d.get("headers") or {},
-            body=d.get("body"), content_type=d.get("contentType"),
-            type=d.get("type", ATLEAST_ONCE), timeout_ms=d.get("timeoutMs", 10_000),
-            alert_webhook=d.get("alertWebhook"),
-            max_retries=d.get("maxRetries", 3), retry_backoff_ms=d.get("backoffMs", 1000),
-            misfire=d.get("misfire", MISFIRE_SKIP),
-            concurrency=d.get("concurrency", CONCURRENCY_ALLOW),
-            start_ms=d.get("start"), end_ms=d.get("end"), run_at_ms=d.get("runAt"),
-            success=tuple(tuple(p) for p in d.get("success") or DEFAULT_SUCCESS),
-            auto_disable_after=d.get("autoDisable"), enabled=d.get("enabled", True),
-        )
+        """A spec from its JSON; fields left out take JobSpec's defaults."""
+        return cls(**{_JSON_FIELDS[name]: _from_json(name, value)
+                      for name, value in d.items() if name in _JSON_FIELDS})
 
 
-# Left out of a spec's JSON when they hold these values (from_dict restores them).
+# A spec's JSON names, in to_json's order: the timing fields first (see
+# timing_of_spec below), then the rest.
+_JSON_FIELDS = {
+    "v": "version", "id": "id", "schedule": "schedule", "tz": "timezone",
+    "start": "start_ms", "end": "end_ms", "runAt": "run_at_ms",
+    "url": "url", "method": "method", "headers": "headers", "body": "body",
+    "contentType": "content_type", "type": "type", "timeoutMs": "timeout_ms",
+    "alertWebhook": "alert_webhook", "maxRetries": "max_retries",
+    "backoffMs": "retry_backoff_ms", "misfire": "misfire", "concurrency": "concurrency",
+    "success": "success", "autoDisable": "auto_disable_after", "enabled": "enabled",
+}
 _ALWAYS = frozenset({"v", "id", "schedule", "tz", "url"})
-_OMITTED = {"start": None, "end": None, "runAt": None, "method": "POST", "headers": {},
-            "body": None, "contentType": None, "type": ATLEAST_ONCE, "timeoutMs": 10_000,
-            "alertWebhook": None, "maxRetries": 3, "backoffMs": 1000, "misfire": MISFIRE_SKIP,
-            "concurrency": CONCURRENCY_ALLOW, "success": [[200, 299]], "autoDisable": None,
-            "enabled": True}
+
+
+def _to_json(name: str, value):
+    return [list(pair) for pair in value] if name == "success" else value
+
+
+def _from_json(name: str, value):
+    if name == "success":
+        return tuple(tuple(pair) for pair in value or DEFAULT_SUCCESS)
+    if name == "headers":
+        return value or {}
+    return value
+
+
+def _field_default(f):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+# Left out of a spec's JSON when they hold JobSpec's defaults.
+_OMITTED = {name: _to_json(name, _field_default(f))
+            for f in fields(JobSpec) for name, attr in _JSON_FIELDS.items() if attr == f.name
+            if f.default is not MISSING or f.default_factory is not MISSING}
 
 
 # Fast readers of a stored spec (the dispatcher reads the timing of every

@@ -6,6 +6,10 @@ from __future__ import annotations
 from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.message import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_METHOD,
+                            DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEZONE,
+                            DEFAULT_TYPE)
+
 # SQLite only autoincrements INTEGER PRIMARY KEY columns.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -23,20 +27,23 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     schedule: Mapped[str] = mapped_column(String(200))
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     url: Mapped[str] = mapped_column(Text)
-    method: Mapped[str] = mapped_column(String(10), default="POST")
+    method: Mapped[str] = mapped_column(String(10), default=DEFAULT_METHOD)
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
     # The body as the client gave it, JSON-encoded (so a string stays a string).
     body: Mapped[str | None] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(String(16), default="ATLEAST_ONCE")
+    type: Mapped[str] = mapped_column(String(16), default=DEFAULT_TYPE)
     timeout_ms: Mapped[int] = mapped_column(Integer)
     alert_webhook: Mapped[str | None] = mapped_column(Text)
-    max_retries: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
-    retry_backoff_ms: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
-    misfire: Mapped[str] = mapped_column(String(16), default="skip", server_default="skip")
-    concurrency: Mapped[str] = mapped_column(String(16), default="allow",
-                                             server_default="allow")
+    max_retries: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RETRIES,
+                                             server_default=str(DEFAULT_MAX_RETRIES))
+    retry_backoff_ms: Mapped[int] = mapped_column(Integer, default=DEFAULT_RETRY_BACKOFF_MS,
+                                                  server_default=str(DEFAULT_RETRY_BACKOFF_MS))
+    misfire: Mapped[str] = mapped_column(String(16), default=DEFAULT_MISFIRE,
+                                         server_default=DEFAULT_MISFIRE)
+    concurrency: Mapped[str] = mapped_column(String(16), default=DEFAULT_CONCURRENCY,
+                                             server_default=DEFAULT_CONCURRENCY)
     success_status: Mapped[list | None] = mapped_column(JSON)   # [[low, high], ...]
     start_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     end_at_ms: Mapped[int | None] = mapped_column(BigInteger)
