@@ -8,8 +8,7 @@ from functools import lru_cache
 from pydantic.json_schema import models_json_schema
 
 from api import schemas as s
-from api.routes.history import ALERT_KINDS, DELIVERY_STATES
-from api.routes.jobs import EXECUTION_STATUSES
+from common.jobs import ALERT_KINDS, DELIVERY_STATES, EXECUTION_STATUSES
 
 REF = "#/components/schemas/{model}"
 

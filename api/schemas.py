@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from common import cron
 from common.errors import ValidationError
-from common.message import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_METHOD,
-                            DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEZONE,
-                            DEFAULT_TYPE, reserved_header)
+from common.jobs import (CONCURRENCY_POLICIES, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES,
+                         DEFAULT_METHOD, DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS,
+                         DEFAULT_TIMEZONE, DEFAULT_TYPE, DELIVERY_STATES, EXECUTION_STATUSES,
+                         JOB_TYPES, METHODS, MISFIRE_POLICIES)
+from common.message import reserved_header
 from common.schedule import ONCE
 
 MAX_BODY_BYTES = 64 * 1024
@@ -154,11 +156,11 @@ class JobIn(_TimingParsed, BaseModel):
         max_length=200, description="cron `sec min hour dom mon dow` (5 fields: second 0), "
                                     "or `@once` with `runAt`")
     api: StrictStr = Field(max_length=2048, description="target URL, http:// or https://")
-    type: Literal["ATLEAST_ONCE", "ATMOST_ONCE"] = DEFAULT_TYPE
+    type: Literal[JOB_TYPES] = DEFAULT_TYPE
     name: StrictStr | None = Field(default=None, max_length=200)
     timezone: StrictStr = Field(default=DEFAULT_TIMEZONE, max_length=64,
                                 description="IANA time zone")
-    method: Literal["POST", "GET", "PUT", "PATCH", "DELETE"] = DEFAULT_METHOD
+    method: Literal[METHODS] = DEFAULT_METHOD
     headers: dict[StrictStr, StrictStr] = Field(default_factory=dict,
                                                  description=f"at most {MAX_HEADERS}")
     body: Any = Field(default=None, description="JSON value (sent as application/json) or "
@@ -168,8 +170,8 @@ class JobIn(_TimingParsed, BaseModel):
     enabled: StrictBool = True
     maxRetries: StrictInt = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=MAX_RETRIES)
     retryBackoffMs: StrictInt = Field(default=DEFAULT_RETRY_BACKOFF_MS, ge=1, le=MAX_BACKOFF_MS)
-    misfire: Literal["skip", "fire_once"] = DEFAULT_MISFIRE
-    concurrency: Literal["allow", "forbid"] = DEFAULT_CONCURRENCY
+    misfire: Literal[MISFIRE_POLICIES] = DEFAULT_MISFIRE
+    concurrency: Literal[CONCURRENCY_POLICIES] = DEFAULT_CONCURRENCY
     successStatus: list[StrictInt | StrictStr] | None = Field(
         default=None, max_length=20,
         description='HTTP statuses that count as success: codes or ranges, e.g. '
@@ -375,7 +377,7 @@ class JobOverview(JobOut):
         description="the schedule in words; None when it has none")
     nextRuns: list[str] = Field(description="the next fires (at most 3); none while the job "
                                             "is disabled")
-    lastStatus: Literal["SUCCESS", "FAILED", "SKIPPED"] | None = Field(
+    lastStatus: Literal[EXECUTION_STATUSES] | None = Field(
         description="status of the newest attempt")
     lastRunAt: str | None = Field(description="when the newest attempt started")
     successRate: float | None = Field(
@@ -409,7 +411,7 @@ class ExecutionOut(BaseModel):
     scheduledAt: str
     startedAt: str
     finishedAt: str
-    status: Literal["SUCCESS", "FAILED", "SKIPPED"]
+    status: Literal[EXECUTION_STATUSES]
     httpStatus: int | None
     durationMs: int
     latenessMs: int = Field(description="start of this attempt minus the fire's scheduled "
@@ -439,7 +441,7 @@ class AlertOut(BaseModel):
     message: str
     createdAt: str
     acknowledged: bool
-    deliveryStatus: Literal["none", "pending", "delivered", "failed"]
+    deliveryStatus: Literal[DELIVERY_STATES]
     deliveryAttempts: int
     deliveryError: str | None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from common.message import DEFAULT_SUCCESS
+from common.jobs import DEFAULT_SUCCESS
 from common.models import Alert, Execution, Job
 from common.timeutil import iso_ms
 

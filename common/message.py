@@ -24,29 +24,11 @@ import re
 from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import lru_cache
 
+from common.jobs import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES,
+                         DEFAULT_METHOD, DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS,
+                         DEFAULT_SUCCESS, DEFAULT_TYPE, SPEC_TIMEOUT_MS)
 from common.schedule import Timing
 
-ATLEAST_ONCE = "ATLEAST_ONCE"
-ATMOST_ONCE = "ATMOST_ONCE"
-JOB_TYPES = (ATLEAST_ONCE, ATMOST_ONCE)
-MISFIRE_SKIP = "skip"
-MISFIRE_FIRE_ONCE = "fire_once"
-CONCURRENCY_ALLOW = "allow"
-CONCURRENCY_FORBID = "forbid"
-
-# A job's defaults, declared once: JobSpec, its JSON (fields holding them are
-# left out), the API's schema and the database model take them from here.
-DEFAULT_TIMEZONE = "UTC"
-DEFAULT_METHOD = "POST"
-DEFAULT_TYPE = ATLEAST_ONCE
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_RETRY_BACKOFF_MS = 1000
-DEFAULT_MISFIRE = MISFIRE_SKIP
-DEFAULT_CONCURRENCY = CONCURRENCY_ALLOW
-DEFAULT_SUCCESS = ((200, 299),)
-# A spec's timeout when its JSON has none (the API always writes the job's
-# own, JOBSCHED_DEFAULT_TIMEOUT_MS if it gave none).
-SPEC_TIMEOUT_MS = 10_000
 
 
 # Headers that frame the request or the connection: jobsched sets them; a

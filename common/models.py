@@ -6,9 +6,8 @@ from __future__ import annotations
 from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.message import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_METHOD,
-                            DEFAULT_MISFIRE, DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEZONE,
-                            DEFAULT_TYPE)
+from common.jobs import (DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_METHOD, DEFAULT_MISFIRE,
+                         DEFAULT_RETRY_BACKOFF_MS, DEFAULT_TIMEZONE, DEFAULT_TYPE, DELIVERY_NONE)
 
 # SQLite only autoincrements INTEGER PRIMARY KEY columns.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -105,7 +104,7 @@ class Alert(Base):
     # (none: no webhook; pending; delivered; failed after its retries).
     ref: Mapped[str | None] = mapped_column(String(36))
     webhook_url: Mapped[str | None] = mapped_column(Text)
-    delivery_status: Mapped[str] = mapped_column(String(16), default="none",
-                                                 server_default="none")
+    delivery_status: Mapped[str] = mapped_column(String(16), default=DELIVERY_NONE,
+                                                 server_default=DELIVERY_NONE)
     delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     delivery_error: Mapped[str | None] = mapped_column(Text)

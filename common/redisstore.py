@@ -9,7 +9,8 @@ import redis
 from redis.exceptions import RedisError  # noqa: F401
 
 from common.keys import Keys
-from common.message import ATMOST_ONCE, FireMessage
+from common.jobs import ATMOST_ONCE
+from common.message import FireMessage
 
 # A fire's mark while its call is made: long enough for any call and its
 # recording. A worker that dies leaves its marks to the reaper, which

@@ -35,7 +35,8 @@ from sqlalchemy import exists, false, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased, sessionmaker
 
-from common.message import ATLEAST_ONCE, FireMessage, JobSpec, version_of_spec
+from common.jobs import ATLEAST_ONCE, FAILED
+from common.message import FireMessage, JobSpec, version_of_spec
 from common.models import Execution, Job
 from common.publish import publish, unpublish
 from common.redisstore import RedisError, RedisStore
@@ -78,7 +79,7 @@ def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int)
     whose last attempt failed without being final, in the last day."""
     later = aliased(Execution)
     query = (select(Execution, Job).join(Job, Job.id == Execution.job_id)
-             .where(Execution.status == "FAILED", Execution.final == false(),
+             .where(Execution.status == FAILED, Execution.final == false(),
                     Execution.finished_at_ms >= now - RETRY_LOOKBACK_MS,
                     Job.type == ATLEAST_ONCE,
                     ~exists().where(later.execution_id == Execution.execution_id,

@@ -332,7 +332,8 @@ def test_replay_is_refused_when_the_same_attempt_is_already_queued(client, sessi
 def test_a_job_given_nothing_but_its_timing_and_target_holds_the_declared_defaults(
         client, sessions):
     import json
-    from common import message as m
+    from common import jobs as m
+    from common.message import JobSpec
     job = client.post("/jobs", json={"schedule": VALID["schedule"], "api": VALID["api"]})
     assert job.status_code == 201
     body = job.get_json()
@@ -341,7 +342,7 @@ def test_a_job_given_nothing_but_its_timing_and_target_holds_the_declared_defaul
         m.DEFAULT_TIMEZONE, m.DEFAULT_METHOD, m.DEFAULT_TYPE, m.DEFAULT_MAX_RETRIES,
         m.DEFAULT_RETRY_BACKOFF_MS, m.DEFAULT_MISFIRE, m.DEFAULT_CONCURRENCY)
     with sessions() as session:
-        spec = m.JobSpec.from_job(session.get(Job, body["jobId"]))
+        spec = JobSpec.from_job(session.get(Job, body["jobId"]))
     # The model's row, as a spec, is all defaults: its JSON leaves them out.
     assert set(json.loads(spec.to_json())) == {"v", "id", "schedule", "tz", "url"}
-    assert m.JobSpec.from_dict(json.loads(spec.to_json())) == spec
+    assert JobSpec.from_dict(json.loads(spec.to_json())) == spec

@@ -1,9 +1,10 @@
 """What the result writer decides for an outcome (pure, no server), and how
 it records a batch in which one result cannot be recorded (real database
 and Redis)."""
+from common.jobs import FAILED, SKIPPED, SUCCESS
 from common.message import FireMessage, JobSpec
 from common.settings import Settings
-from worker.http import DEFERRED, FAILED, SKIPPED, SUCCESS, Outcome
+from worker.http import DEFERRED, Outcome
 from worker.results import DEFER_MS, decide
 
 SETTINGS = Settings()

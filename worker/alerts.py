@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from common.jobs import DELIVERY_NONE, DELIVERY_PENDING, EXECUTION_FAILED
 from common.logs import target_for_log
 from common.models import Alert
 from common.timeutil import iso_ms
@@ -21,7 +22,8 @@ def alert_row(kind: str, job_id: str | None, execution_id: str | None, message: 
               created_ms: int, webhook_url: str | None) -> dict:
     return {"job_id": job_id, "execution_id": execution_id, "kind": kind, "message": message,
             "created_at_ms": created_ms, "acknowledged": False, "ref": str(uuid.uuid4()),
-            "webhook_url": webhook_url, "delivery_status": "pending" if webhook_url else "none",
+            "webhook_url": webhook_url,
+            "delivery_status": DELIVERY_PENDING if webhook_url else DELIVERY_NONE,
             "delivery_attempts": 0}
 
 
@@ -29,7 +31,7 @@ def failure_alert(outcome: Outcome, webhook_url: str | None) -> dict:
     """The alert of a fire that failed for good (its last attempt failed)."""
     msg = outcome.message
     return alert_row(
-        "execution_failed", msg.spec.id, msg.execution_id,
+        EXECUTION_FAILED, msg.spec.id, msg.execution_id,
         f"{msg.spec.method} {target_for_log(msg.spec.url)} failed for good after attempt "
         f"{msg.attempt}: "
         f"{outcome.error}", outcome.finished_ms, webhook_url)

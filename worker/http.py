@@ -11,6 +11,7 @@ from http.cookiejar import DefaultCookiePolicy
 
 import requests
 
+from common.jobs import FAILED, SKIPPED, SUCCESS
 from common.message import FireMessage
 from common.targets import DenyList
 from common.timeutil import iso_ms, now_ms
@@ -18,9 +19,6 @@ from worker.client import Client, Request, build_request
 from worker.guard import guarded_adapter
 from worker.retry import parse_retry_after
 
-SUCCESS = "SUCCESS"
-FAILED = "FAILED"
-SKIPPED = "SKIPPED"
 # Not recorded statuses: an attempt put back for later (a retry that found
 # another fire of its job running, under concurrency=forbid), and a message
 # dropped because another message of the same attempt holds its mark.

@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from common.jobs import EXECUTION_FAILED, FAILED, SKIPPED
 from common.metrics import MetricsRecorder
 from common.models import Alert, Execution
 from common.redisstore import RedisError, RedisStore
@@ -33,7 +34,7 @@ from common.timeutil import now_ms
 from worker import spool, streaks
 from worker.alerts import alert_row, failure_alert, payload
 from worker.webhooks import WebhookSender
-from worker.http import DEFERRED, DROPPED, FAILED, SKIPPED, Outcome
+from worker.http import DEFERRED, DROPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class ResultWriter(threading.Thread):
         text = f"the result could not be recorded: {type(error).__name__}: {error}"[:1000]
         failure = replace(outcome, status=FAILED, http_status=None, error=text,
                           response_snippet=None, retry_after_ms=None)
-        alert = alert_row("execution_failed", msg.spec.id, msg.execution_id, text,
+        alert = alert_row(EXECUTION_FAILED, msg.spec.id, msg.execution_id, text,
                           failure.finished_ms, self.webhook_for(msg.spec))
         return Recorded(failure, final=True, alerts=(alert,))
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import random
 from email.utils import parsedate_to_datetime
 
-from common.message import ATLEAST_ONCE
+from common.jobs import ATLEAST_ONCE, FAILED
 
 
 def will_retry(status: str, job_type: str, attempt: int, max_retries: int) -> bool:
     """Attempt 1 is the first call; ``max_retries`` more may follow a failure."""
-    return status == "FAILED" and job_type == ATLEAST_ONCE and attempt <= max_retries
+    return status == FAILED and job_type == ATLEAST_ONCE and attempt <= max_retries
 
 
 def retry_delay_ms(attempt: int, base_ms: int, cap_ms: int, retry_after_ms: int | None,

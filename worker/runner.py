@@ -33,7 +33,8 @@ from dataclasses import replace
 
 from sqlalchemy.engine import Engine
 
-from common.message import CONCURRENCY_FORBID, FireMessage, JobSpec
+from common.jobs import CONCURRENCY_FORBID
+from common.message import FireMessage, JobSpec
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError, RedisStore
 from common.settings import Settings

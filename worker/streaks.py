@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from common.jobs import AUTO_DISABLED, RECOVERED, SUCCESS
 from common.models import Job
 from common.publish import publish
 from common.redisstore import RedisStore
 from worker.alerts import alert_row
-from worker.http import SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ def follow(store: RedisStore, engine: Engine, batch: list, webhook_for, now: int
             # disable_job is a no-op for a job already disabled.
             if disable_job(engine, store, spec.id, now):
                 alerts.append(alert_row(
-                    "auto_disabled", spec.id, msg.execution_id,
+                    AUTO_DISABLED, spec.id, msg.execution_id,
                     f"job disabled after {value} fires in a row failed for good", now,
                     webhook_for(spec)))
         elif kind == "S" and value > 0:
             alerts.append(alert_row(
-                "recovered", spec.id, msg.execution_id,
+                RECOVERED, spec.id, msg.execution_id,
                 f"succeeded again after {value} fire(s) failed for good", now,
                 webhook_for(spec)))
     return alerts

@@ -10,6 +10,7 @@ import logging
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
+from common.jobs import BACKLOG, NO_LEADER
 from common.message import waiting_since
 from common.models import Alert
 from common.redisstore import RedisStore
@@ -39,13 +40,13 @@ class SystemWatch:
             self._leaderless_since = self._leaderless_since or now
             gone_ms = now - self._leaderless_since
             if gone_ms >= LEADERLESS_LEASES * self.settings.leader_lease_ms:
-                self._raise("no_leader", f"no dispatcher has held the lease for "
+                self._raise(NO_LEADER, f"no dispatcher has held the lease for "
                                          f"{gone_ms // 1000} s: nothing is being scheduled", now)
         since = waiting_since(head) if head else None
         if since is not None:
             age = now - since
             if age > self.settings.ready_age_limit_ms:
-                self._raise("backlog", f"the oldest ready fire has waited {age} ms "
+                self._raise(BACKLOG, f"the oldest ready fire has waited {age} ms "
                                        f"(limit {self.settings.ready_age_limit_ms} ms): "
                                        "workers are not keeping up", now)
 

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from common.jobs import DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING
 from common.metrics import MetricsRecorder
 from common.models import Alert
 from common.redisstore import RedisError, RedisStore
@@ -135,7 +136,7 @@ class WebhookSender:
         try:
             with self._engine.connect() as conn:
                 rows = conn.execute(select(Alert).where(
-                    Alert.delivery_status == "pending", Alert.webhook_url.is_not(None),
+                    Alert.delivery_status == DELIVERY_PENDING, Alert.webhook_url.is_not(None),
                     Alert.created_at_ms >= now_ms() - PICK_UP_WITHIN_MS)
                     .order_by(Alert.job_id.is_not(None), Alert.id).limit(QUEUE_LIMIT)).all()
         except SQLAlchemyError:
@@ -162,7 +163,7 @@ class WebhookSender:
                 response = self._session.post(url, data=raw, headers=headers,
                                               timeout=WEBHOOK_TIMEOUT_S, allow_redirects=False)
                 if 200 <= response.status_code < 300:
-                    self._record(ref, "delivered", attempt, None)
+                    self._record(ref, DELIVERY_DELIVERED, attempt, None)
                     self._metrics.inc("jobsched_alert_webhooks", outcome="sent")
                     return
                 error = f"HTTP {response.status_code}"
@@ -175,7 +176,7 @@ class WebhookSender:
                 self._store.release_alert_delivery(ref)
                 return
         log.warning("alert %s: webhook delivery failed for good: %s", ref, error)
-        self._record(ref, "failed", attempt, error)
+        self._record(ref, DELIVERY_FAILED, attempt, error)
         self._metrics.inc("jobsched_alert_webhooks", outcome="failed")
 
     def _record(self, ref: str, status: str, attempts: int, error: str | None) -> None:

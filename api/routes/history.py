@@ -4,13 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from api.routes import choice_arg, flag_arg, int_arg, services
-from api.routes.jobs import EXECUTION_STATUSES
 from api.services import history
+from common.jobs import ALERT_KINDS, DELIVERY_STATES, EXECUTION_STATUSES, FAILED
 
 bp = Blueprint("history", __name__)
-
-ALERT_KINDS = ("execution_failed", "recovered", "auto_disabled", "backlog", "no_leader")
-DELIVERY_STATES = ("none", "pending", "delivered", "failed")
 
 
 @bp.get("/executions")
@@ -23,7 +20,7 @@ def recent_executions():
 @bp.get("/executions/dead-letter")
 def dead_letter():
     return jsonify(history.recent_executions(
-        services(), int_arg("limit", 50), request.args.get("cursor"), "FAILED", True,
+        services(), int_arg("limit", 50), request.args.get("cursor"), FAILED, True,
         request.args.get("jobId")))
 
 

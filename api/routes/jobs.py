@@ -7,10 +7,9 @@ from flask import Blueprint, jsonify, request
 from api.routes import choice_arg, flag_arg, int_arg, json_body, services
 from api.schemas import parse_batch, parse_job
 from api.services import history, jobs, overview
+from common.jobs import EXECUTION_STATUSES
 
 bp = Blueprint("jobs", __name__)
-
-EXECUTION_STATUSES = ("SUCCESS", "FAILED", "SKIPPED")
 
 
 @bp.post("/jobs")

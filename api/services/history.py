@@ -10,6 +10,7 @@ from api.services import Services
 from api.services.jobs import find_job
 from api.views import alert_view, execution_view
 from common.errors import Conflict, DependencyUnavailable, NotFound
+from common.jobs import FAILED
 from common.message import FireMessage, JobSpec
 from common.models import Alert, Execution
 from common.redisstore import RedisError
@@ -64,7 +65,7 @@ def replay_execution(services: Services, execution_id: str) -> dict:
                                .order_by(Execution.attempt.desc()).limit(1)).first()
         if last is None:
             raise NotFound(f"execution {execution_id} not found", field="executionId")
-        if not (last.status == "FAILED" and last.final):
+        if not (last.status == FAILED and last.final):
             raise Conflict("only a fire that failed for good (its last attempt failed, "
                            "no retry pending) can be replayed", field="executionId")
         job = find_job(session, last.job_id)

@@ -16,7 +16,8 @@ from api.services import Services
 from api.views import job_as_input, job_view
 from common.errors import DependencyUnavailable, NotFound, ValidationError
 from common.logs import target_for_log
-from common.message import MISFIRE_FIRE_ONCE, FireMessage, JobSpec, execution_id
+from common.jobs import MISFIRE_FIRE_ONCE, SKIPPED
+from common.message import FireMessage, JobSpec, execution_id
 from common.models import Execution, Job
 from common.publish import publish, unpublish
 from common.redisstore import RedisError
@@ -255,7 +256,7 @@ def _apply_misfire_on_resume(session: Session, job: Job, paused_since: int, now:
     session.add(Execution(
         execution_id=execution_id(job.id, missed.first), job_id=job.id, attempt=0,
         redelivered=False, scheduled_at_ms=missed.first, started_at_ms=now,
-        finished_at_ms=now, status="SKIPPED", duration_ms=0, final=False,
+        finished_at_ms=now, status=SKIPPED, duration_ms=0, final=False,
         error=f"{missed.describe()} skipped while the job was disabled "
               f"(misfire={job.misfire}), the last at {iso_ms(missed.last)}"))
 

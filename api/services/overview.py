@@ -7,6 +7,7 @@ from sqlalchemy import select
 from api.services import Services
 from api.services import jobs as job_service
 from api.services.schedules import describe, next_fires
+from common.jobs import SKIPPED, SUCCESS
 from common.models import Execution
 from common.schedule import timing_of
 from common.timeutil import iso_ms, now_ms
@@ -46,10 +47,10 @@ def _newest_attempts(job_id: str):
 
 def _figures(attempts: list) -> dict:
     """Last status, when it ran, and the success rate of calls made."""
-    calls = [status for status, _ in attempts if status != "SKIPPED"]
+    calls = [status for status, _ in attempts if status != SKIPPED]
     return {
         "lastStatus": attempts[0].status if attempts else None,
         "lastRunAt": iso_ms(attempts[0].started_at_ms) if attempts else None,
-        "successRate": calls.count("SUCCESS") / len(calls) if calls else None,
+        "successRate": calls.count(SUCCESS) / len(calls) if calls else None,
         "recentAttempts": len(calls),
     }
