@@ -328,7 +328,7 @@ def _translate(error: pydantic.ValidationError, prefix: str) -> ValidationError:
     return ValidationError(message, field=field)
 
 
-# -- responses (documentation: api/views.py builds them) -----------------
+# -- responses (documentation: api/serializers.py builds them) -----------------
 
 class JobOut(BaseModel):
     jobId: str

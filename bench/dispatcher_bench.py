@@ -7,7 +7,7 @@ but the database lacks as deleted, and removes it). Nothing calls the target
 URL in the specs. Scenarios:
 
 - throughput: N every-second jobs all due at one instant; time one
-  ``dispatcher.scheduling.dispatch_due`` call claiming and rescheduling all of
+  ``dispatcher.dispatch.dispatch_due`` call claiming and rescheduling all of
   them, in this process (target >= 20,000 fires/s).
 - burst: N every-second jobs due on the same second, dispatched by the real
   dispatcher process (``jobsched.cli dispatcher``); when the first and the
@@ -54,7 +54,7 @@ from common.schedule import first_fire, timing_of
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.leader import Lease
-from dispatcher.scheduling import dispatch_due
+from dispatcher.dispatch import dispatch_due
 from run import cpu_seconds, free_port, redis_binary, wait_for, write_results
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from dispatcher.leader import Lease
 from dispatcher.reaper import requeue_dead_workers
 from dispatcher.reconciler import Reconciler
 from dispatcher.retention import RetentionPurger
-from dispatcher.scheduling import LostLease, dispatch_due, promote_retries, recover_pending
+from dispatcher.dispatch import LostLease, dispatch_due, promote_retries, recover_pending
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
 from common.schedule import Timing
-from dispatcher.scheduling import NextFire, next_fire_after
+from dispatcher.dispatch import NextFire, next_fire_after
 
 EVERY_SECOND = Timing("* * * * * *")
 
@@ -103,7 +103,7 @@ def test_new_leader_reschedules_what_a_dead_leader_claimed(backend, store, sessi
 
 def test_a_long_catch_up_renews_the_lease_and_records_what_it_skipped(backend, store,
                                                                      sessions):
-    from dispatcher.scheduling import RECOVER_SLICE, recover_pending
+    from dispatcher.dispatch import RECOVER_SLICE, recover_pending
     store.hold_lease("heir", 5000)
     count = 2 * RECOVER_SLICE + 50
     for i in range(count):   # left claimed by a leader that died an hour ago

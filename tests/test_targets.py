@@ -5,7 +5,7 @@ import requests
 
 from common.targets import DEFAULT_DENY, DenyList
 from tests.support import Target
-from worker.http import make_session
+from worker.guard import make_session
 
 
 def test_default_list_denies_link_local_and_metadata_but_not_loopback():

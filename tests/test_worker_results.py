@@ -4,7 +4,7 @@ and Redis)."""
 from common.jobs import FAILED, SKIPPED, SUCCESS
 from common.message import FireMessage, JobSpec
 from common.settings import Settings
-from worker.http import DEFERRED, Outcome
+from worker.outcome import DEFERRED, Outcome
 from worker.results import DEFER_MS, decide
 
 SETTINGS = Settings()

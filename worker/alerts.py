@@ -13,7 +13,7 @@ from common.jobs import DELIVERY_NONE, DELIVERY_PENDING, EXECUTION_FAILED
 from common.logs import target_for_log
 from common.models import Alert
 from common.timeutil import iso_ms
-from worker.http import Outcome
+from worker.outcome import Outcome
 
 WEBHOOK_TIMEOUT_S = 5.0
 

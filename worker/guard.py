@@ -1,5 +1,5 @@
 """HTTP connections (of the alert webhooks) that refuse denied target
-addresses.
+addresses, and the requests session built on them.
 
 The name is resolved and each address checked before connecting, so a denied
 address is never connected to (whether its port is open or not, the error is
@@ -9,7 +9,9 @@ name whose answer changed in between is caught too.
 from __future__ import annotations
 
 import socket
+from http.cookiejar import DefaultCookiePolicy
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -63,3 +65,14 @@ def guarded_adapter(deny: DenyList, pool_size: int) -> HTTPAdapter:
                                                        "https": GuardedHTTPSPool}
 
     return GuardedAdapter(pool_connections=64, pool_maxsize=pool_size, max_retries=0)
+
+
+def make_session(pool_size: int, deny: DenyList) -> requests.Session:
+    session = requests.Session()
+    adapter = guarded_adapter(deny, pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # Cookies from one job's target must never reach another job's target.
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    session.trust_env = False
+    return session

@@ -1,54 +1,19 @@
 """Make one HTTP call for one fire message and describe what happened.
 
-Fires go through the asyncio client (worker/client.py); ``make_session`` is
-the guarded requests session of the alert-webhook thread."""
+Fires go through the asyncio client (worker/client.py)."""
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from functools import lru_cache
-from http.cookiejar import DefaultCookiePolicy
 
-import requests
-
-from common.jobs import FAILED, SKIPPED, SUCCESS
+from common.jobs import FAILED, SUCCESS
 from common.message import FireMessage
-from common.targets import DenyList
 from common.timeutil import iso_ms, now_ms
 from worker.client import Client, Request, build_request
-from worker.guard import guarded_adapter
+from worker.outcome import Outcome, failed
 from worker.retry import parse_retry_after
 
-# Not recorded statuses: an attempt put back for later (a retry that found
-# another fire of its job running, under concurrency=forbid), and a message
-# dropped because another message of the same attempt holds its mark.
-DEFERRED = "DEFERRED"
-DROPPED = "DROPPED"
 USER_AGENT = "jobsched/0.1"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    message: FireMessage
-    started_ms: int
-    finished_ms: int
-    status: str
-    http_status: int | None
-    error: str | None
-    response_snippet: str | None
-    retry_after_ms: int | None = None   # the target's Retry-After on a 429/503
-    marked: bool = False   # this worker holds the fire's mark (settled when acknowledged)
-
-
-def make_session(pool_size: int, deny: DenyList) -> requests.Session:
-    session = requests.Session()
-    adapter = guarded_adapter(deny, pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    # Cookies from one job's target must never reach another job's target.
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    session.trust_env = False
-    return session
 
 
 def fire_headers(msg: FireMessage) -> dict[str, str]:
@@ -103,32 +68,8 @@ async def call(client: Client, msg: FireMessage, request: Request, snippet_bytes
                    parse_retry_after(retry_after, finished))
 
 
-def skipped(msg: FireMessage, reason: str) -> Outcome:
-    """A fire that was not called, recorded as such (nothing silently dropped)."""
-    now = now_ms()
-    return Outcome(msg, now, now, SKIPPED, None, reason, None)
-
-
-def dropped(msg: FireMessage, reason: str) -> Outcome:
-    """A message not called and not recorded: another message of the same
-    fire attempt holds its mark (a duplicate, or the copy the reaper queued)."""
-    now = now_ms()
-    return Outcome(msg, now, now, DROPPED, None, reason, None)
-
-
-def deferred(msg: FireMessage) -> Outcome:
-    now = now_ms()
-    return Outcome(msg, now, now, DEFERRED, None, None, None)
-
-
 def _encode(body: str | None) -> bytes | None:
     return None if body is None else body.encode("utf-8")
-
-
-def failed(msg: FireMessage, error: str, started: int | None = None) -> Outcome:
-    finished = now_ms()
-    return Outcome(msg, finished if started is None else started, finished, FAILED, None,
-                   error[:1000], None)
 
 
 def _describe(error: BaseException) -> str:

@@ -34,7 +34,7 @@ from common.timeutil import now_ms
 from worker import spool, streaks
 from worker.alerts import alert_row, failure_alert, payload
 from worker.webhooks import WebhookSender
-from worker.http import DEFERRED, DROPPED, Outcome
+from worker.outcome import DEFERRED, DROPPED, Outcome
 from worker.retry import retry_delay_ms, will_retry
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,8 @@ from worker.webhooks import WebhookSender
 from worker.client import Client
 from worker.gate import Gate
 from worker.heartbeat import Heartbeat
-from worker.http import Outcome, call, deferred, dropped, failed, prepare, skipped
+from worker.http import call, prepare
+from worker.outcome import Outcome, deferred, dropped, failed, skipped
 from worker.results import ResultWriter
 from worker.watch import SystemWatch
 

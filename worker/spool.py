@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 from common.message import FireMessage
-from worker.http import Outcome
+from worker.outcome import Outcome
 
 
 def encode(outcome: Outcome, final: bool, alerts: tuple, worker_id: str) -> str:

@@ -34,7 +34,8 @@ from common.signing import HEADER, sign
 from common.targets import DenyList
 from common.timeutil import now_ms
 from worker.alerts import alert_of, payload
-from worker.http import USER_AGENT, make_session
+from worker.guard import make_session
+from worker.http import USER_AGENT
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from api import pagination
 from api.services import Services
 from api.services.jobs import find_job
-from api.views import alert_view, execution_view
+from api.serializers import alert_view, execution_view
 from common.errors import Conflict, DependencyUnavailable, NotFound
 from common.jobs import FAILED
 from common.message import FireMessage, JobSpec

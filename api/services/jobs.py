@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api import pagination
 from api.schemas import JobIn, parse_job, status_ranges
 from api.services import Services
-from api.views import job_as_input, job_view
+from api.serializers import job_as_input, job_view
 from common.errors import DependencyUnavailable, NotFound, ValidationError
 from common.logs import target_for_log
 from common.jobs import MISFIRE_FIRE_ONCE, SKIPPED
