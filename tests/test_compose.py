@@ -242,9 +242,10 @@ def test_each_service_runs_its_command_as_written(compose_env, tmp_path):
         assert Api(api.base).get("/jobs").status_code == 401   # the token is required
         leader_key = compose_env["JOBSCHED_REDIS_PREFIX"] + "leader"
         client = redis.Redis(host="127.0.0.1", port=6379)
-        ids = {f"{socket.gethostname()}-{p.pid}" for p in dispatchers}
-        wait_until(lambda: (client.get(leader_key) or b"").decode() in ids, timeout=30,
-                   message="a dispatcher holding the lease")
+        # A dispatcher's id: <hostname>-<pid>-<random, new on each run>.
+        ids = tuple(f"{socket.gethostname()}-{p.pid}-" for p in dispatchers)
+        wait_until(lambda: (client.get(leader_key) or b"").decode().startswith(ids),
+                   timeout=30, message="a dispatcher holding the lease")
         job = api.create(schedule="* * * * * *", api=target.url("/compose"))
         wait_until(lambda: len(target.received("/compose")) >= 2, timeout=30,
                    message="the workers calling the job")
