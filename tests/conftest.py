@@ -12,7 +12,7 @@ from common.db import make_engine, make_sessionmaker
 from common.keys import Keys
 from common.redisstore import RedisStore, connect
 from tests.backends import MysqlServers, SqliteServers
-from tests.support import Api, Processes, Target, free_port, python_env, wait_until
+from tests.support import Api, Processes, Target, free_port, make_client, python_env, wait_until
 
 BACKENDS = [b.strip() for b in os.environ.get("JOBSCHED_TEST_BACKENDS", "sqlite,mysql")
             .split(",") if b.strip()]
@@ -53,6 +53,12 @@ def engine(backend):
 @pytest.fixture
 def sessions(engine):
     return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def client(backend):
+    """Flask's test client of the API on this test's backend."""
+    return make_client(backend)
 
 
 @pytest.fixture

@@ -240,7 +240,13 @@ def make_client(backend, **settings):
                                redis_prefix=backend.prefix, **settings)).test_client()
 
 
-def create_job(client, job: dict) -> dict:
-    r = client.post("/jobs", json=job)
+# A job the API accepts, for tests to vary: an every-5-seconds call of a
+# port nothing listens on.
+VALID_JOB = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook"}
+
+
+def create_job(client, **fields) -> dict:
+    """Create VALID_JOB with ``fields`` changed, through Flask's test client."""
+    r = client.post("/jobs", json={**VALID_JOB, **fields})
     assert r.status_code == 201, r.get_json()
     return r.get_json()

@@ -8,17 +8,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from common.models import Job
 from common.settings import Settings
-
-VALID = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook",
-         "type": "ATLEAST_ONCE"}
-
-
-@pytest.fixture
-def client(backend):
-    app = create_app(Settings(database_url=backend.database_url,
-                              redis_url=backend.redis_url, redis_prefix=backend.prefix))
-    return app.test_client()
-
+from tests.support import VALID_JOB
 
 def job_count(sessions) -> int:
     with sessions() as session:
@@ -26,7 +16,7 @@ def job_count(sessions) -> int:
 
 
 def test_create_answers_201_with_id_and_next_run_and_schedules_it(client, store):
-    r = client.post("/jobs", json=VALID)
+    r = client.post("/jobs", json=VALID_JOB)
     assert r.status_code == 201
     job = r.get_json()
     assert job["jobId"] and job["type"] == "ATLEAST_ONCE" and job["method"] == "POST"
@@ -40,17 +30,17 @@ def test_create_answers_201_with_id_and_next_run_and_schedules_it(client, store)
 def test_type_defaults_to_atleast_once_and_atmost_once_is_accepted(client):
     r = client.post("/jobs", json={"schedule": "* * * * *", "api": "https://example.test/"})
     assert r.status_code == 201 and r.get_json()["type"] == "ATLEAST_ONCE"
-    r = client.post("/jobs", json={**VALID, "type": "ATMOST_ONCE"})
+    r = client.post("/jobs", json={**VALID_JOB, "type": "ATMOST_ONCE"})
     assert r.status_code == 201 and r.get_json()["type"] == "ATMOST_ONCE"
 
 
 def test_five_field_cron_fires_at_second_zero(client):
-    job = client.post("/jobs", json={**VALID, "schedule": "* * * * *"}).get_json()
+    job = client.post("/jobs", json={**VALID_JOB, "schedule": "* * * * *"}).get_json()
     assert job["nextRun"][17:] == "00.000Z"
 
 
 def test_job_fields_round_trip(client):
-    payload = {**VALID, "name": "nightly report", "timezone": "Europe/Paris", "method": "PUT",
+    payload = {**VALID_JOB, "name": "nightly report", "timezone": "Europe/Paris", "method": "PUT",
                "headers": {"Authorization": "Bearer x"}, "body": {"n": [1, 2]},
                "timeoutMs": 2500, "alertWebhook": "http://127.0.0.1:9/alerts",
                "enabled": True, "maxRetries": 5, "retryBackoffMs": 250,
@@ -61,53 +51,53 @@ def test_job_fields_round_trip(client):
 
 
 @pytest.mark.parametrize("payload, field", [
-    ({**VALID, "schedule": "not a cron"}, "schedule"),
-    ({**VALID, "schedule": "61 * * * * *"}, "schedule"),
+    ({**VALID_JOB, "schedule": "not a cron"}, "schedule"),
+    ({**VALID_JOB, "schedule": "61 * * * * *"}, "schedule"),
     ({"schedule": "* * * * * *"}, "api"),
     ({"api": "http://127.0.0.1/"}, "schedule"),
-    ({**VALID, "api": "ftp://127.0.0.1/file"}, "api"),
-    ({**VALID, "api": "not a url"}, "api"),
-    ({**VALID, "type": "EXACTLY_ONCE"}, "type"),
-    ({**VALID, "timezone": "Mars/Olympus"}, "timezone"),
-    ({**VALID, "method": "TRACE"}, "method"),
-    ({**VALID, "timeoutMs": 0}, "timeoutMs"),
-    ({**VALID, "timeoutMs": 10_000_000}, "timeoutMs"),
-    ({**VALID, "timeoutMs": "100"}, "timeoutMs"),
-    ({**VALID, "headers": {"Bad Name": "x"}}, "headers"),
-    ({**VALID, "headers": {"X": 1}}, "headers.X"),
-    ({**VALID, "alertWebhook": "mailto:ops@example.test"}, "alertWebhook"),
-    ({**VALID, "enabled": "yes"}, "enabled"),
-    ({**VALID, "scheduel": "* * * * * *"}, "scheduel"),
-    ({**VALID, "schedule": "0 0 0 31 2 *"}, "schedule"),  # 31 February never comes
-    ({**VALID, "timezone": "America"}, "timezone"),  # a zone directory, not a zone
-    ({**VALID, "headers": {"X-Note": "café €"}}, "headers"),  # € is not Latin-1
-    ({**VALID, "headers": {"Bad:Name": "x"}}, "headers"),
-    ({**VALID, "headers": {"X-Jobsched-Attempt": "9"}}, "headers"),
-    ({**VALID, "maxRetries": -1}, "maxRetries"),
-    ({**VALID, "maxRetries": 21}, "maxRetries"),
-    ({**VALID, "retryBackoffMs": 0}, "retryBackoffMs"),
-    ({**VALID, "misfire": "catch_up_all"}, "misfire"),
-    ({**VALID, "concurrency": "queue"}, "concurrency"),
+    ({**VALID_JOB, "api": "ftp://127.0.0.1/file"}, "api"),
+    ({**VALID_JOB, "api": "not a url"}, "api"),
+    ({**VALID_JOB, "type": "EXACTLY_ONCE"}, "type"),
+    ({**VALID_JOB, "timezone": "Mars/Olympus"}, "timezone"),
+    ({**VALID_JOB, "method": "TRACE"}, "method"),
+    ({**VALID_JOB, "timeoutMs": 0}, "timeoutMs"),
+    ({**VALID_JOB, "timeoutMs": 10_000_000}, "timeoutMs"),
+    ({**VALID_JOB, "timeoutMs": "100"}, "timeoutMs"),
+    ({**VALID_JOB, "headers": {"Bad Name": "x"}}, "headers"),
+    ({**VALID_JOB, "headers": {"X": 1}}, "headers.X"),
+    ({**VALID_JOB, "alertWebhook": "mailto:ops@example.test"}, "alertWebhook"),
+    ({**VALID_JOB, "enabled": "yes"}, "enabled"),
+    ({**VALID_JOB, "scheduel": "* * * * * *"}, "scheduel"),
+    ({**VALID_JOB, "schedule": "0 0 0 31 2 *"}, "schedule"),  # 31 February never comes
+    ({**VALID_JOB, "timezone": "America"}, "timezone"),  # a zone directory, not a zone
+    ({**VALID_JOB, "headers": {"X-Note": "café €"}}, "headers"),  # € is not Latin-1
+    ({**VALID_JOB, "headers": {"Bad:Name": "x"}}, "headers"),
+    ({**VALID_JOB, "headers": {"X-Jobsched-Attempt": "9"}}, "headers"),
+    ({**VALID_JOB, "maxRetries": -1}, "maxRetries"),
+    ({**VALID_JOB, "maxRetries": 21}, "maxRetries"),
+    ({**VALID_JOB, "retryBackoffMs": 0}, "retryBackoffMs"),
+    ({**VALID_JOB, "misfire": "catch_up_all"}, "misfire"),
+    ({**VALID_JOB, "concurrency": "queue"}, "concurrency"),
     # URLs a worker cannot call, or should not (credentials belong in a header)
-    ({**VALID, "api": "http://127.0.0.1:99999/x"}, "api"),
-    ({**VALID, "api": "http://127.0.0.1:abc/x"}, "api"),
-    ({**VALID, "api": "http://127.0.0.1:0/x"}, "api"),
-    ({**VALID, "api": "http://user:secret@example.com/x"}, "api"),
-    ({**VALID, "api": "http://exa mple.com/x"}, "api"),
-    ({**VALID, "api": "http://example.com/a\r\nX-Smuggled: 1"}, "api"),
-    ({**VALID, "api": "http://bad_host!.com/x"}, "api"),
-    ({**VALID, "api": "http://[::1/x"}, "api"),
-    ({**VALID, "api": "http://" + "a" * 64 + ".com/x"}, "api"),
-    ({**VALID, "api": "http://example.com/" + "x" * 2100}, "api"),
-    ({**VALID, "alertWebhook": "https://example.com:70000/hook"}, "alertWebhook"),
-    ({**VALID, "alertWebhook": "https://u:p@example.com/hook"}, "alertWebhook"),
+    ({**VALID_JOB, "api": "http://127.0.0.1:99999/x"}, "api"),
+    ({**VALID_JOB, "api": "http://127.0.0.1:abc/x"}, "api"),
+    ({**VALID_JOB, "api": "http://127.0.0.1:0/x"}, "api"),
+    ({**VALID_JOB, "api": "http://user:secret@example.com/x"}, "api"),
+    ({**VALID_JOB, "api": "http://exa mple.com/x"}, "api"),
+    ({**VALID_JOB, "api": "http://example.com/a\r\nX-Smuggled: 1"}, "api"),
+    ({**VALID_JOB, "api": "http://bad_host!.com/x"}, "api"),
+    ({**VALID_JOB, "api": "http://[::1/x"}, "api"),
+    ({**VALID_JOB, "api": "http://" + "a" * 64 + ".com/x"}, "api"),
+    ({**VALID_JOB, "api": "http://example.com/" + "x" * 2100}, "api"),
+    ({**VALID_JOB, "alertWebhook": "https://example.com:70000/hook"}, "alertWebhook"),
+    ({**VALID_JOB, "alertWebhook": "https://u:p@example.com/hook"}, "alertWebhook"),
     # headers that would frame the request, or break its lines
-    *[({**VALID, "headers": {name: "1"}}, "headers") for name in (
+    *[({**VALID_JOB, "headers": {name: "1"}}, "headers") for name in (
         "Host", "Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "TE",
         "Trailer", "Upgrade", "Expect", "Proxy-Authorization")],
-    ({**VALID, "headers": {"X-A": "a\x00b"}}, "headers"),
-    ({**VALID, "headers": {"X-A": "a\x1bb"}}, "headers"),
-    ({**VALID, "headers": {"X-A": "a\nb"}}, "headers"),
+    ({**VALID_JOB, "headers": {"X-A": "a\x00b"}}, "headers"),
+    ({**VALID_JOB, "headers": {"X-A": "a\x1bb"}}, "headers"),
+    ({**VALID_JOB, "headers": {"X-A": "a\nb"}}, "headers"),
 ])
 def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions, store,
                                                                 payload, field):
@@ -123,7 +113,7 @@ def test_bad_input_is_a_400_naming_the_field_and_writes_nothing(client, sessions
 def test_international_names_and_ip_literals_are_valid_targets(client):
     for url in ("http://bücher.example/x", "https://[2001:db8::1]:8443/x", "http://10.0.0.1/",
                 "http://example.com./x", "http://h/x?q=a%20b#frag"):
-        r = client.post("/jobs", json={**VALID, "api": url, "headers": {"X-Tab": "a\tb"}})
+        r = client.post("/jobs", json={**VALID_JOB, "api": url, "headers": {"X-Tab": "a\tb"}})
         assert r.status_code == 201, (url, r.get_json())
 
 
@@ -136,9 +126,9 @@ def test_an_error_in_the_middle_of_a_create_leaves_no_row(client, sessions, stor
         raise RuntimeError("injected in the middle of the create")
     event.listen(Session, "before_flush", fail)
     try:
-        r = client.post("/jobs:batch", json={"jobs": [VALID, VALID]})
+        r = client.post("/jobs:batch", json={"jobs": [VALID_JOB, VALID_JOB]})
         assert r.status_code == 500 and r.get_json()["error"]["code"] == "internal_error"
-        assert client.post("/jobs", json=VALID).status_code == 500
+        assert client.post("/jobs", json=VALID_JOB).status_code == 500
     finally:
         event.remove(Session, "before_flush", fail)
     assert job_count(sessions) == 0
@@ -159,14 +149,14 @@ def test_a_body_that_is_not_a_json_object_is_a_400(client, sessions, raw):
 
 def test_unknown_job_is_404_everywhere(client):
     missing = "00000000-0000-0000-0000-000000000000"
-    for r in (client.get(f"/jobs/{missing}"), client.put(f"/jobs/{missing}", json=VALID),
+    for r in (client.get(f"/jobs/{missing}"), client.put(f"/jobs/{missing}", json=VALID_JOB),
               client.get(f"/jobs/{missing}/executions")):
         assert r.status_code == 404
         assert r.get_json()["error"]["code"] == "not_found"
 
 
 def test_put_replaces_the_job_and_its_schedule(client, store):
-    job = client.post("/jobs", json=VALID).get_json()
+    job = client.post("/jobs", json=VALID_JOB).get_json()
     r = client.put(f"/jobs/{job['jobId']}", json={**job, "schedule": "0 0 12 * * *",
                                                   "api": "http://127.0.0.1:9999/other"})
     assert r.status_code == 200, r.get_json()
@@ -179,23 +169,23 @@ def test_put_replaces_the_job_and_its_schedule(client, store):
 
 
 def test_a_bad_put_leaves_the_job_unchanged(client, store):
-    job = client.post("/jobs", json=VALID).get_json()
-    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "schedule": "nope"})
+    job = client.post("/jobs", json=VALID_JOB).get_json()
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID_JOB, "schedule": "nope"})
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "schedule"
-    assert client.get(f"/jobs/{job['jobId']}").get_json()["schedule"] == VALID["schedule"]
+    assert client.get(f"/jobs/{job['jobId']}").get_json()["schedule"] == VALID_JOB["schedule"]
     assert b'"v":1' in store.client.hget(store.keys.jobs, job["jobId"])
 
 
 def test_disabling_a_job_takes_it_off_the_schedule(client, store):
-    job = client.post("/jobs", json=VALID).get_json()
-    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "enabled": False})
+    job = client.post("/jobs", json=VALID_JOB).get_json()
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID_JOB, "enabled": False})
     assert r.get_json()["nextRun"] is None
     assert store.client.zscore(store.keys.schedule, job["jobId"]) is None
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "ten"])
 def test_history_limit_is_validated(client, limit):
-    job = client.post("/jobs", json=VALID).get_json()
+    job = client.post("/jobs", json=VALID_JOB).get_json()
     r = client.get(f"/jobs/{job['jobId']}/executions?limit={limit}")
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "limit"
 
@@ -235,7 +225,7 @@ def test_database_down_is_a_503_json_error_and_health_says_so(backend):
     url = f"mysql+pymysql://root@127.0.0.1:{free_port()}/none"
     client = create_app(Settings(database_url=url, redis_url=backend.redis_url,
                                  redis_prefix=backend.prefix)).test_client()
-    r = client.post("/jobs", json=VALID)
+    r = client.post("/jobs", json=VALID_JOB)
     assert r.status_code == 503
     assert r.get_json()["error"]["code"] == "dependency_unavailable"
     health = client.get("/health")
@@ -243,7 +233,7 @@ def test_database_down_is_a_503_json_error_and_health_says_so(backend):
 
 
 def test_retry_misfire_and_overlap_defaults(client):
-    job = client.post("/jobs", json=VALID).get_json()
+    job = client.post("/jobs", json=VALID_JOB).get_json()
     assert (job["maxRetries"], job["retryBackoffMs"], job["misfire"], job["concurrency"]) == \
         (3, 1000, "skip", "allow")
 
@@ -278,10 +268,10 @@ def _skipped_rows(client, job_id):
 
 def test_resume_with_skip_records_the_fires_missed_while_disabled(client, sessions):
     from common.timeutil import now_ms
-    job = client.post("/jobs", json={**VALID, "schedule": "* * * * * *"}).get_json()
-    disabled_at = _disable_in_the_past(client, sessions, VALID, job["jobId"], 10)
+    job = client.post("/jobs", json={**VALID_JOB, "schedule": "* * * * * *"}).get_json()
+    disabled_at = _disable_in_the_past(client, sessions, VALID_JOB, job["jobId"], 10)
     before = now_ms()
-    r = client.put(f"/jobs/{job['jobId']}", json={**VALID, "schedule": "* * * * * *"})
+    r = client.put(f"/jobs/{job['jobId']}", json={**VALID_JOB, "schedule": "* * * * * *"})
     after = now_ms()
     assert r.status_code == 200
     (row,) = _skipped_rows(client, job["jobId"])
@@ -295,7 +285,7 @@ def test_resume_with_skip_records_the_fires_missed_while_disabled(client, sessio
 
 
 def test_resume_with_fire_once_runs_one_catch_up_now(client, sessions, store):
-    payload = {**VALID, "schedule": "* * * * * *", "misfire": "fire_once"}
+    payload = {**VALID_JOB, "schedule": "* * * * * *", "misfire": "fire_once"}
     job = client.post("/jobs", json=payload).get_json()
     _disable_in_the_past(client, sessions, payload, job["jobId"], 10)
     resumed = client.put(f"/jobs/{job['jobId']}", json=payload).get_json()
@@ -307,7 +297,7 @@ def test_resume_with_fire_once_runs_one_catch_up_now(client, sessions, store):
 
 
 def test_resume_without_missed_fires_records_nothing(client, sessions):
-    payload = {**VALID, "schedule": "0 0 0 1 1 *"}  # once a year
+    payload = {**VALID_JOB, "schedule": "0 0 0 1 1 *"}  # once a year
     job = client.post("/jobs", json=payload).get_json()
     client.put(f"/jobs/{job['jobId']}", json={**payload, "enabled": False})
     client.put(f"/jobs/{job['jobId']}", json=payload)
@@ -316,7 +306,7 @@ def test_resume_without_missed_fires_records_nothing(client, sessions):
 
 def test_replay_is_refused_when_the_same_attempt_is_already_queued(client, sessions, store):
     from common.models import Execution
-    job = client.post("/jobs", json=VALID).get_json()
+    job = client.post("/jobs", json=VALID_JOB).get_json()
     with sessions() as session, session.begin():
         session.add(Execution(execution_id=f"{job['jobId']}:1000", job_id=job["jobId"],
                               attempt=2, redelivered=False, scheduled_at_ms=1000,
@@ -334,7 +324,7 @@ def test_a_job_given_nothing_but_its_timing_and_target_holds_the_declared_defaul
     import json
     from common import jobs as m
     from common.message import JobSpec
-    job = client.post("/jobs", json={"schedule": VALID["schedule"], "api": VALID["api"]})
+    job = client.post("/jobs", json={"schedule": VALID_JOB["schedule"], "api": VALID_JOB["api"]})
     assert job.status_code == 201
     body = job.get_json()
     assert (body["timezone"], body["method"], body["type"], body["maxRetries"],

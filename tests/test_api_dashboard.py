@@ -11,18 +11,6 @@ from common.models import Execution
 from common.timeutil import iso_ms, now_ms
 from tests.support import create_job, make_client
 
-VALID = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook"}
-
-
-@pytest.fixture
-def client(backend):
-    return make_client(backend)
-
-
-def create(client, **fields):
-    return create_job(client, {**VALID, **fields})
-
-
 def add_attempts(sessions, job_id, statuses, start_ms=1_000_000):
     """One attempt per status, oldest first, one second apart."""
     with sessions() as session, session.begin():
@@ -80,9 +68,9 @@ def test_schedule_preview_names_the_wrong_field(client, query, field):
 
 
 def test_overview_has_each_jobs_last_status_success_rate_and_next_fires(client, sessions):
-    busy = create(client, name="busy", schedule="* * * * * *")
-    create(client, name="idle")
-    create(client, name="paused", enabled=False)
+    busy = create_job(client, name="busy", schedule="* * * * * *")
+    create_job(client, name="idle")
+    create_job(client, name="paused", enabled=False)
     add_attempts(sessions, busy["jobId"], ["SUCCESS", "FAILED", "SUCCESS", "SUCCESS", "SKIPPED"])
     r = client.get("/jobs:overview")
     assert r.status_code == 200, r.get_json()
@@ -103,7 +91,7 @@ def test_overview_has_each_jobs_last_status_success_rate_and_next_fires(client, 
 
 def test_overview_filters_and_pages_like_the_job_list(client):
     for name in ("alpha", "beta", "alphabet"):
-        create(client, name=name, enabled=name != "beta")
+        create_job(client, name=name, enabled=name != "beta")
     names = [j["name"] for j in client.get("/jobs:overview?name=alpha").get_json()["jobs"]]
     assert names == ["alphabet", "alpha"]
     paused = client.get("/jobs:overview?enabled=false").get_json()["jobs"]
@@ -116,14 +104,14 @@ def test_overview_filters_and_pages_like_the_job_list(client):
 
 
 def test_success_rate_is_over_the_last_50_attempts(client, sessions):
-    job = create(client)
+    job = create_job(client)
     add_attempts(sessions, job["jobId"], ["FAILED"] * 10 + ["SUCCESS"] * 50)
     row = client.get("/jobs:overview").get_json()["jobs"][0]
     assert (row["successRate"], row["recentAttempts"], row["lastStatus"]) == (1.0, 50, "SUCCESS")
 
 
 def test_an_execution_says_how_late_it_started(client, sessions):
-    job = create(client)
+    job = create_job(client)
     add_attempts(sessions, job["jobId"], ["SUCCESS"])
     row = client.get(f"/jobs/{job['jobId']}/executions").get_json()["executions"][0]
     assert row["latenessMs"] == 7 and row["durationMs"] == 13

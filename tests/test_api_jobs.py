@@ -5,28 +5,16 @@ import pytest
 
 from common.message import FireMessage
 from common.models import Alert
-from tests.support import create_job, make_client
-
-VALID = {"schedule": "*/5 * * * * *", "api": "http://127.0.0.1:9999/hook"}
-
-
-@pytest.fixture
-def client(backend):
-    return make_client(backend)
-
-
-def create(client, **fields):
-    return create_job(client, {**VALID, **fields})
-
+from tests.support import VALID_JOB, create_job, make_client
 
 def test_list_filters_and_pages_with_a_stable_cursor(client):
-    ids = [create(client, name=f"report {i}", enabled=i % 2 == 0)["jobId"] for i in range(7)]
+    ids = [create_job(client, name=f"report {i}", enabled=i % 2 == 0)["jobId"] for i in range(7)]
     seen, cursor = [], None
     while True:
         query = "/jobs?limit=3" + (f"&cursor={cursor}" if cursor else "")
         page = client.get(query).get_json()
         seen += [job["jobId"] for job in page["jobs"]]
-        create(client, name="added while paging")  # newer rows must not shift the pages
+        create_job(client, name="added while paging")  # newer rows must not shift the pages
         cursor = page["nextCursor"]
         if not cursor:
             break
@@ -44,12 +32,12 @@ def test_list_parameters_are_validated(client, query, field):
 
 
 def test_patch_changes_only_the_given_fields_and_validates_the_result(client, store):
-    job = create(client, name="before", headers={"X-A": "1"})
+    job = create_job(client, name="before", headers={"X-A": "1"})
     r = client.patch(f"/jobs/{job['jobId']}", json={"name": "after", "maxRetries": 0})
     assert r.status_code == 200
     patched = r.get_json()
     assert (patched["name"], patched["maxRetries"], patched["headers"], patched["schedule"]) == \
-        ("after", 0, {"X-A": "1"}, VALID["schedule"])
+        ("after", 0, {"X-A": "1"}, VALID_JOB["schedule"])
     bad = client.patch(f"/jobs/{job['jobId']}", json={"schedule": "nope"})
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "schedule"
     unknown = client.patch(f"/jobs/{job['jobId']}", json={"colour": "red"})
@@ -58,7 +46,7 @@ def test_patch_changes_only_the_given_fields_and_validates_the_result(client, st
 
 
 def test_delete_removes_the_job_and_its_schedule_but_keeps_history(client, store):
-    job = create(client)
+    job = create_job(client)
     assert client.delete(f"/jobs/{job['jobId']}").status_code == 204
     assert client.get(f"/jobs/{job['jobId']}").status_code == 404
     assert client.delete(f"/jobs/{job['jobId']}").status_code == 404
@@ -67,7 +55,7 @@ def test_delete_removes_the_job_and_its_schedule_but_keeps_history(client, store
 
 
 def test_pause_and_resume(client, store):
-    job = create(client)
+    job = create_job(client)
     paused = client.post(f"/jobs/{job['jobId']}/pause").get_json()
     assert paused["enabled"] is False and paused["nextRun"] is None
     assert store.client.zscore(store.keys.schedule, job["jobId"]) is None
@@ -77,7 +65,7 @@ def test_pause_and_resume(client, store):
 
 
 def test_run_now_queues_one_fire(client, store):
-    job = create(client, schedule="0 0 0 1 1 *")
+    job = create_job(client, schedule="0 0 0 1 1 *")
     r = client.post(f"/jobs/{job['jobId']}/run")
     assert r.status_code == 202
     queued = r.get_json()
@@ -87,7 +75,7 @@ def test_run_now_queues_one_fire(client, store):
 
 
 def test_next_previews_the_fire_times(client):
-    job = create(client, schedule="*/15 * * * * *")
+    job = create_job(client, schedule="*/15 * * * * *")
     runs = client.get(f"/jobs/{job['jobId']}/next?count=4").get_json()["nextRuns"]
     seconds = [int(r[17:19]) for r in runs]
     assert len(runs) == 4 and all(s % 15 == 0 for s in seconds)
@@ -95,14 +83,14 @@ def test_next_previews_the_fire_times(client):
 
 
 def test_one_time_job_runs_once_at_run_at(client):
-    job = create(client, schedule="@once", runAt="2030-01-02T03:04:05Z")
+    job = create_job(client, schedule="@once", runAt="2030-01-02T03:04:05Z")
     assert job["nextRun"] == "2030-01-02T03:04:05.000Z" and job["runAt"] == job["nextRun"]
     runs = client.get(f"/jobs/{job['jobId']}/next?count=5").get_json()["nextRuns"]
     assert runs == ["2030-01-02T03:04:05.000Z"]
 
 
 def test_window_bounds_the_fires(client):
-    job = create(client, schedule="0 0 12 * * *", startAt="2030-01-01T00:00:00Z",
+    job = create_job(client, schedule="0 0 12 * * *", startAt="2030-01-01T00:00:00Z",
                  endAt="2030-01-03T23:00:00+00:00")
     runs = client.get(f"/jobs/{job['jobId']}/next?count=10").get_json()["nextRuns"]
     assert runs == ["2030-01-01T12:00:00.000Z", "2030-01-02T12:00:00.000Z",
@@ -110,9 +98,9 @@ def test_window_bounds_the_fires(client):
 
 
 def test_success_statuses_round_trip(client):
-    job = create(client, successStatus=[200, "300-303", 404])
+    job = create_job(client, successStatus=[200, "300-303", 404])
     assert job["successStatus"] == ["200", "300-303", "404"]
-    assert create(client)["successStatus"] == ["200-299"]
+    assert create_job(client)["successStatus"] == ["200-299"]
 
 
 @pytest.mark.parametrize("fields, field", [
@@ -130,7 +118,7 @@ def test_success_statuses_round_trip(client):
     ({"alertWebhook": "http://[fd00:ec2::254]/"}, "alertWebhook"),
 ])
 def test_new_fields_are_validated(client, fields, field):
-    r = client.post("/jobs", json={**VALID, **fields})
+    r = client.post("/jobs", json={**VALID_JOB, **fields})
     assert r.status_code == 400, r.get_json()
     assert r.get_json()["error"]["field"] == field
 
@@ -141,24 +129,24 @@ def test_a_body_sent_as_something_else_than_json_is_415(client):
 
 
 def test_batch_creates_all_or_nothing(client, sessions):
-    jobs = [{**VALID, "name": f"b{i}"} for i in range(25)]
+    jobs = [{**VALID_JOB, "name": f"b{i}"} for i in range(25)]
     r = client.post("/jobs:batch", json={"jobs": jobs})
     assert r.status_code == 201 and len(r.get_json()["jobs"]) == 25
-    jobs[17] = {**VALID, "schedule": "bad"}
+    jobs[17] = {**VALID_JOB, "schedule": "bad"}
     r = client.post("/jobs:batch", json={"jobs": jobs})
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "jobs[17].schedule"
     assert len(client.get("/jobs?limit=100").get_json()["jobs"]) == 25
-    too_many = client.post("/jobs:batch", json={"jobs": [VALID] * 1001})
+    too_many = client.post("/jobs:batch", json={"jobs": [VALID_JOB] * 1001})
     assert too_many.status_code in (400, 413)
 
 
 def test_batch_of_a_thousand(client):
-    r = client.post("/jobs:batch", json={"jobs": [VALID] * 1000})
+    r = client.post("/jobs:batch", json={"jobs": [VALID_JOB] * 1000})
     assert r.status_code == 201 and len(r.get_json()["jobs"]) == 1000
 
 
 def test_alert_acknowledgement_and_filters(client, sessions):
-    job = create(client)
+    job = create_job(client)
     with sessions() as session, session.begin():
         for i in range(3):
             session.add(Alert(job_id=job["jobId"], execution_id=f"x:{i}", kind="execution_failed",
@@ -196,13 +184,13 @@ def test_two_tokens_are_accepted_while_rotating(backend):
 
 def test_two_clients_writing_one_job_leave_database_and_redis_agreeing(backend, store):
     client = make_client(backend)
-    job = create(client)
+    job = create_job(client)
 
     statuses = []
 
     def writer(own, name):
         for i in range(15):
-            r = own.put(f"/jobs/{job['jobId']}", json={**VALID, "name": f"{name}-{i}"})
+            r = own.put(f"/jobs/{job['jobId']}", json={**VALID_JOB, "name": f"{name}-{i}"})
             statuses.append(r.status_code)
     # Apps built here, not in the threads (see the concurrent patches test).
     threads = [threading.Thread(target=writer, args=(make_client(backend), n))
@@ -230,7 +218,7 @@ def test_openapi_and_docs_are_served(client):
 
 def test_execution_history_filters_and_pages(client, sessions):
     from common.models import Execution
-    job = create(client)
+    job = create_job(client)
     with sessions() as session, session.begin():
         for i in range(9):
             session.add(Execution(
@@ -263,7 +251,7 @@ def test_execution_history_filters_and_pages(client, sessions):
     ({"headers": {"X-A": " padded"}}, "headers"),
 ])
 def test_out_of_range_instants_and_padded_headers_are_400(client, sessions, fields, field):
-    r = client.post("/jobs", json={**VALID, **fields})
+    r = client.post("/jobs", json={**VALID_JOB, **fields})
     assert r.status_code == 400 and r.get_json()["error"]["field"] == field
     assert client.get("/jobs").get_json()["jobs"] == []
 
@@ -285,14 +273,14 @@ def test_an_infinite_number_in_a_body_is_refused(client):
 
 
 def test_single_success_codes_survive_pause_and_patch(client):
-    job = create(client, successStatus=[204])
+    job = create_job(client, successStatus=[204])
     assert client.post(f"/jobs/{job['jobId']}/pause").status_code == 200
     r = client.patch(f"/jobs/{job['jobId']}", json={"name": "x"})
     assert r.status_code == 200 and r.get_json()["successStatus"] == ["204"]
 
 
 def test_a_one_job_batch_names_its_field_with_the_index(client):
-    r = client.post("/jobs:batch", json={"jobs": [{**VALID, "timeoutMs": 10 ** 9}]})
+    r = client.post("/jobs:batch", json={"jobs": [{**VALID_JOB, "timeoutMs": 10 ** 9}]})
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "jobs[0].timeoutMs"
 
 
@@ -303,7 +291,7 @@ def test_405_says_which_methods_are_allowed(client):
 
 def test_concurrent_patches_of_different_fields_are_both_kept(backend):
     client = make_client(backend)
-    job = create(client)
+    job = create_job(client)
 
     answers = []
 
