@@ -30,7 +30,7 @@
 | streaks              | HASH         | job id -> fires in a row that failed for good           |
 | system-alert:<kind>  | STRING + TTL | a system alert raised recently (not raised again)       |
 
-This table is copied into README.md for redis-cli users.
+This table is copied into docs/architecture.md ("Redis keys") for redis-cli users.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ LEASE_S = 5.0           # JOBSCHED_LEADER_LEASE_MS as .env.example leaves it
 UP = ("--profile", "demo", "up", "-d", "--scale", f"worker={WORKERS}")
 DOWN = ("--profile", "demo", "down")
 PREFIX = "jobsched:"    # JOBSCHED_REDIS_PREFIX as .env.example leaves it
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+OPERATIONS = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
 
 
 def edit_env(path: Path, **values: str) -> None:
@@ -322,8 +322,8 @@ def test_the_image_runs_unprivileged(deployment):
     assert size < 700e6, size
 
 
-def test_readme_shows_the_commands_the_test_ran(deployment):
-    deploy = README[README.index("## Deploy"):]
+def test_the_deploy_docs_show_the_commands_the_test_ran(deployment):
+    deploy = OPERATIONS[OPERATIONS.index("## Deploy"):]
     for command in dict.fromkeys(deployment.commands):
         shown = command.replace("docker-compose ", "docker compose ")
-        assert shown in deploy, f"README's deploy section lacks `{shown}`"
+        assert shown in deploy, f"docs/operations.md's deploy section lacks `{shown}`"

@@ -1,4 +1,4 @@
-"""Daylight saving: the rule of README "Schedules and time zones", as a table
+"""Daylight saving: the rule of docs/api.md "Time zones and daylight saving", as a table
 of real transitions (America/New_York, Europe/Berlin, and Australia/Lord_Howe
 whose clocks move by 30 minutes), then checked against a brute-force
 reading of the same rule minute by minute."""
