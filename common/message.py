@@ -77,11 +77,12 @@ class JobSpec:
         one spec per job: a million jobs, a third of the memory). The timing
         fields come first, in this order: timing_of_spec and version_of_spec
         read them without decoding the rest."""
-        fields = ((name, _to_json(name, getattr(self, attr)))
-                  for name, attr in _JSON_FIELDS.items())
-        return json.dumps({name: value for name, value in fields
-                           if name in _ALWAYS or value != _OMITTED[name]},
-                          separators=(",", ":"))
+        written = {}
+        for name, attr in _JSON_FIELDS.items():
+            value = getattr(self, attr)
+            if name in _ALWAYS or value != _DEFAULTS[attr]:
+                written[name] = _to_json(name, value)
+        return json.dumps(written, separators=(",", ":"))
 
     @property
     def timing(self) -> Timing:
@@ -148,10 +149,9 @@ def _field_default(f):
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-# Left out of a spec's JSON when they hold JobSpec's defaults.
-_OMITTED = {name: _to_json(name, _field_default(f))
-            for f in fields(JobSpec) for name, attr in _JSON_FIELDS.items() if attr == f.name
-            if f.default is not MISSING or f.default_factory is not MISSING}
+# Fields holding JobSpec's defaults are left out of its JSON.
+_DEFAULTS = {f.name: _field_default(f) for f in fields(JobSpec)
+             if f.default is not MISSING or f.default_factory is not MISSING}
 
 
 # Fast readers of a stored spec (the dispatcher reads the timing of every
