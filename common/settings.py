@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
 from common.errors import ConfigError
@@ -87,120 +87,146 @@ def _default_dispatcher_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def _read(env: Mapping[str, str], meta: Mapping, default):
+    name = meta["env"]
+    if isinstance(default, bool):
+        return _bool(env, name, default)
+    if isinstance(default, int):
+        return _int(env, name, default, meta["minimum"])
+    if isinstance(default, tuple):
+        return _cidrs(env, name, default, names_allowed=meta["names"])
+    value = env.get(name) or default
+    if value is not None and meta["case"]:
+        value = value.lower() if meta["case"] == "lower" else value.upper()
+    return value
+
+
+def setting(default=None, env: str = "", doc: str = "", *, factory=None, minimum: int = 0,
+            case: str | None = None, names: bool = False, secret: bool = False,
+            shown: str | None = None):
+    """A Settings field and how it is read from ``env`` and documented:
+    ``minimum`` for integers, ``case`` ("lower"/"upper") for words, ``names``
+    for address lists that may name hosts, ``shown`` for a default that is
+    computed (the docs table says it in words)."""
+    metadata = {"env": env, "doc": doc, "minimum": minimum, "case": case, "names": names,
+                "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///data/jobsched.db"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "jobsched:"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_processes: int = 2
-    api_threads: int = 8
-    api_token: str | None = field(default=None, repr=False)   # a secret: never logged
-    # "none": run the API without a token on purpose, wherever it listens;
-    # otherwise a token is required unless it listens on loopback only.
-    auth: str = "token"
-    log_level: str = "INFO"
-    log_format: str = "text"      # or "json"
+    """Every setting, declared once: its default, its environment variable and
+    what it means (docs/operations.md's table is printed from here:
+    ``python -m common.settings``)."""
+
+    database_url: str = setting("sqlite:///data/jobsched.db", "JOBSCHED_DATABASE_URL",
+                                "SQLite or `mysql+pymysql://` URL")
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "JOBSCHED_REDIS_URL", "Redis")
+    redis_prefix: str = setting("jobsched:", "JOBSCHED_REDIS_PREFIX", "prefix of every key")
+    api_host: str = setting("127.0.0.1", "JOBSCHED_API_HOST", "API bind address")
+    api_port: int = setting(8000, "JOBSCHED_API_PORT", "API port", minimum=1)
+    api_processes: int = setting(2, "JOBSCHED_API_PROCESSES", "gunicorn worker processes",
+                                 minimum=1)
+    api_threads: int = setting(8, "JOBSCHED_API_THREADS", "threads of each gunicorn worker",
+                               minimum=1)
+    api_token: str | None = setting(
+        None, "JOBSCHED_API_TOKEN",
+        "require `Authorization: Bearer <token>` (all but `/health`, `/ready`, `/metrics` and "
+        "the dashboard's page); `new,old` accepts both while rotating", secret=True)
+    auth: str = setting(
+        "token", "JOBSCHED_AUTH", "`none`: run the API without a token on purpose, wherever "
+        "it listens (otherwise a token is required unless it listens on loopback only)",
+        case="lower")
+    log_level: str = setting("INFO", "JOBSCHED_LOG_LEVEL", "one line per attempt at INFO",
+                             case="upper")
+    log_format: str = setting("text", "JOBSCHED_LOG_FORMAT", "or `json`", case="lower")
     # Worker
-    worker_id: str = field(default_factory=_default_worker_id)
-    worker_concurrency: int = 1_000     # messages in hand (waiting or calling) per worker
-    worker_heartbeat_ttl_ms: int = 10_000
-    result_batch_size: int = 500
-    # Results held while the database is down; when full, the worker stops
-    # taking new work (backpressure).
-    result_buffer: int = 10_000
-    default_timeout_ms: int = 10_000
-    max_timeout_ms: int = 300_000
-    response_snippet_bytes: int = 1024
-    alert_webhook: str | None = None          # for jobs without their own alertWebhook
-    webhook_secret: str | None = field(default=None, repr=False)   # signs alert webhooks
-    webhook_attempts: int = 5
-    webhook_backoff_ms: int = 1_000
-    target_deny: tuple[str, ...] = DEFAULT_DENY
-    target_deny_loopback: bool = False
-    target_allow: tuple[str, ...] = ()   # networks or host names called despite the deny list
-    retry_max_backoff_ms: int = 300_000
-    retry_after_cap_ms: int = 3_600_000
-    # How long a fire's mark says "done" after its attempt was recorded: any
-    # other message of that attempt met meanwhile is dropped, not called.
-    fire_mark_ttl_ms: int = 60_000
+    worker_id: str = setting(
+        env="JOBSCHED_WORKER_ID", factory=_default_worker_id, shown="`<hostname>-<pid>`",
+        doc="a worker's identity (its in-flight list); the same after a restart in place, "
+            "so the restarted worker hands on what it held at once")
+    worker_concurrency: int = setting(
+        1_000, "JOBSCHED_WORKER_CONCURRENCY",
+        "fires in hand per worker (held for their time or being called)", minimum=1)
+    worker_heartbeat_ttl_ms: int = setting(
+        10_000, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS",
+        "after this silence a worker's messages are redelivered", minimum=500)
+    result_batch_size: int = setting(500, "JOBSCHED_RESULT_BATCH_SIZE", "results per INSERT",
+                                     minimum=1)
+    result_buffer: int = setting(
+        10_000, "JOBSCHED_RESULT_BUFFER", "results a worker keeps in Redis while the database "
+        "is down; past it, it stops taking work", minimum=1)
+    default_timeout_ms: int = setting(10_000, "JOBSCHED_DEFAULT_TIMEOUT_MS",
+                                      "a call's timeout when its job sets none", minimum=1)
+    max_timeout_ms: int = setting(300_000, "JOBSCHED_MAX_TIMEOUT_MS",
+                                  "the longest timeout a job may set", minimum=1)
+    response_snippet_bytes: int = setting(
+        1024, "JOBSCHED_RESPONSE_SNIPPET_BYTES", "bytes of a response body kept on its "
+        "attempt", minimum=0)
+    alert_webhook: str | None = setting(
+        None, "JOBSCHED_ALERT_WEBHOOK",
+        "alert webhook for jobs without their own, and for system alerts")
+    webhook_secret: str | None = setting(None, "JOBSCHED_WEBHOOK_SECRET",
+                                         "signs alert webhooks (HMAC-SHA256)", secret=True)
+    webhook_attempts: int = setting(5, "JOBSCHED_WEBHOOK_ATTEMPTS",
+                                    "deliveries tried per alert", minimum=1)
+    webhook_backoff_ms: int = setting(1_000, "JOBSCHED_WEBHOOK_BACKOFF_MS",
+                                      "first wait between deliveries (doubling)", minimum=1)
+    target_deny: tuple[str, ...] = setting(
+        DEFAULT_DENY, "JOBSCHED_TARGET_DENY",
+        "target addresses workers refuse: networks, or `private` (compose's default)")
+    target_deny_loopback: bool = setting(False, "JOBSCHED_TARGET_DENY_LOOPBACK",
+                                         "also refuse loopback targets")
+    target_allow: tuple[str, ...] = setting(
+        (), "JOBSCHED_TARGET_ALLOW",
+        "networks or host names jobs may call despite the deny list", names=True)
+    retry_max_backoff_ms: int = setting(300_000, "JOBSCHED_RETRY_MAX_BACKOFF_MS",
+                                        "cap of the exponential retry backoff", minimum=1)
+    retry_after_cap_ms: int = setting(3_600_000, "JOBSCHED_RETRY_AFTER_CAP_MS",
+                                      "cap of a target's `Retry-After`", minimum=0)
+    fire_mark_ttl_ms: int = setting(
+        60_000, "JOBSCHED_FIRE_MARK_TTL_MS", "how long a fire's mark says \"done\" after its "
+        "attempt was recorded: another message of that attempt met meanwhile is dropped",
+        minimum=1000)
     # Dispatcher
-    dispatcher_id: str = field(default_factory=_default_dispatcher_id)
-    leader_lease_ms: int = 5_000
-    claim_batch_size: int = 1_000
-    # Fires are queued this long before they are due; workers hold each one
-    # and send it at its time.
-    dispatch_ahead_ms: int = 500
-    misfire_grace_ms: int = 60_000
-    reconcile_interval_ms: int = 30_000          # jobs written since the last pass
-    reconcile_full_interval_ms: int = 3_600_000  # every job (and deleted ones pruned)
-    retention_days: int = 30    # execution history kept; 0 keeps it for ever
-    # Deep health fails when the oldest ready fire waited longer than this.
-    ready_age_limit_ms: int = 60_000
-    system_alert_repeat_ms: int = 600_000
+    dispatcher_id: str = setting(
+        env="JOBSCHED_DISPATCHER_ID", factory=_default_dispatcher_id,
+        shown="`<hostname>-<pid>-<random>`",
+        doc="a dispatcher's lease identity, new on every run (a fence: a dispatcher "
+            "restarted in place never carries on under its previous run's lease)")
+    leader_lease_ms: int = setting(5_000, "JOBSCHED_LEADER_LEASE_MS",
+                                   "lease length; a standby takes over after it lapses",
+                                   minimum=500)
+    claim_batch_size: int = setting(1_000, "JOBSCHED_CLAIM_BATCH_SIZE",
+                                    "jobs claimed per Lua call", minimum=1)
+    dispatch_ahead_ms: int = setting(
+        500, "JOBSCHED_DISPATCH_AHEAD_MS",
+        "fires are queued this early; workers send each at its time (0: queue when due)")
+    misfire_grace_ms: int = setting(60_000, "JOBSCHED_MISFIRE_GRACE_MS",
+                                    "how late a fire may still run")
+    reconcile_interval_ms: int = setting(
+        30_000, "JOBSCHED_RECONCILE_INTERVAL_MS",
+        "Redis ↔ database reconciliation of the jobs written since the last pass", minimum=100)
+    reconcile_full_interval_ms: int = setting(
+        3_600_000, "JOBSCHED_RECONCILE_FULL_INTERVAL_MS", "reconciliation of every job (also "
+        "at leader change and after Redis lost its data)", minimum=100)
+    retention_days: int = setting(
+        30, "JOBSCHED_RETENTION_DAYS", "history kept; the leader deletes older attempts "
+        "(each job's newest is kept) and alerts; `0` keeps all")
+    ready_age_limit_ms: int = setting(60_000, "JOBSCHED_READY_AGE_LIMIT_MS",
+                                      "deep health and the `backlog` alert", minimum=1)
+    system_alert_repeat_ms: int = setting(
+        600_000, "JOBSCHED_SYSTEM_ALERT_REPEAT_MS",
+        "a system alert is not raised again within this", minimum=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         base = cls()
-        settings = replace(
-            base,
-            database_url=env.get("JOBSCHED_DATABASE_URL") or base.database_url,
-            redis_url=env.get("JOBSCHED_REDIS_URL") or base.redis_url,
-            redis_prefix=env.get("JOBSCHED_REDIS_PREFIX") or base.redis_prefix,
-            api_host=env.get("JOBSCHED_API_HOST") or base.api_host,
-            api_port=_int(env, "JOBSCHED_API_PORT", base.api_port, 1),
-            api_processes=_int(env, "JOBSCHED_API_PROCESSES", base.api_processes, 1),
-            api_threads=_int(env, "JOBSCHED_API_THREADS", base.api_threads, 1),
-            api_token=env.get("JOBSCHED_API_TOKEN") or None,
-            auth=(env.get("JOBSCHED_AUTH") or base.auth).lower(),
-            log_level=(env.get("JOBSCHED_LOG_LEVEL") or base.log_level).upper(),
-            log_format=(env.get("JOBSCHED_LOG_FORMAT") or base.log_format).lower(),
-            worker_id=env.get("JOBSCHED_WORKER_ID") or base.worker_id,
-            worker_concurrency=_int(env, "JOBSCHED_WORKER_CONCURRENCY",
-                                    base.worker_concurrency, 1),
-            worker_heartbeat_ttl_ms=_int(
-                env, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS", base.worker_heartbeat_ttl_ms, 500
-            ),
-            result_batch_size=_int(env, "JOBSCHED_RESULT_BATCH_SIZE", base.result_batch_size, 1),
-            result_buffer=_int(env, "JOBSCHED_RESULT_BUFFER", base.result_buffer, 1),
-            default_timeout_ms=_int(
-                env, "JOBSCHED_DEFAULT_TIMEOUT_MS", base.default_timeout_ms, 1
-            ),
-            max_timeout_ms=_int(env, "JOBSCHED_MAX_TIMEOUT_MS", base.max_timeout_ms, 1),
-            alert_webhook=env.get("JOBSCHED_ALERT_WEBHOOK") or None,
-            webhook_secret=env.get("JOBSCHED_WEBHOOK_SECRET") or None,
-            webhook_attempts=_int(env, "JOBSCHED_WEBHOOK_ATTEMPTS", base.webhook_attempts, 1),
-            webhook_backoff_ms=_int(env, "JOBSCHED_WEBHOOK_BACKOFF_MS",
-                                    base.webhook_backoff_ms, 1),
-            target_deny=_cidrs(env, "JOBSCHED_TARGET_DENY", base.target_deny),
-            target_deny_loopback=_bool(env, "JOBSCHED_TARGET_DENY_LOOPBACK",
-                                       base.target_deny_loopback),
-            target_allow=_cidrs(env, "JOBSCHED_TARGET_ALLOW", base.target_allow,
-                                names_allowed=True),
-            retry_max_backoff_ms=_int(env, "JOBSCHED_RETRY_MAX_BACKOFF_MS",
-                                      base.retry_max_backoff_ms, 1),
-            retry_after_cap_ms=_int(env, "JOBSCHED_RETRY_AFTER_CAP_MS",
-                                    base.retry_after_cap_ms, 0),
-            fire_mark_ttl_ms=_int(env, "JOBSCHED_FIRE_MARK_TTL_MS", base.fire_mark_ttl_ms, 1000),
-            dispatcher_id=env.get("JOBSCHED_DISPATCHER_ID") or base.dispatcher_id,
-            leader_lease_ms=_int(env, "JOBSCHED_LEADER_LEASE_MS", base.leader_lease_ms, 500),
-            claim_batch_size=_int(env, "JOBSCHED_CLAIM_BATCH_SIZE", base.claim_batch_size, 1),
-            dispatch_ahead_ms=_int(env, "JOBSCHED_DISPATCH_AHEAD_MS", base.dispatch_ahead_ms, 0),
-            misfire_grace_ms=_int(env, "JOBSCHED_MISFIRE_GRACE_MS", base.misfire_grace_ms, 0),
-            ready_age_limit_ms=_int(env, "JOBSCHED_READY_AGE_LIMIT_MS",
-                                    base.ready_age_limit_ms, 1),
-            system_alert_repeat_ms=_int(env, "JOBSCHED_SYSTEM_ALERT_REPEAT_MS",
-                                        base.system_alert_repeat_ms, 1),
-            retention_days=_int(env, "JOBSCHED_RETENTION_DAYS", base.retention_days, 0),
-            reconcile_full_interval_ms=_int(
-                env, "JOBSCHED_RECONCILE_FULL_INTERVAL_MS", base.reconcile_full_interval_ms, 100
-            ),
-            reconcile_interval_ms=_int(
-                env, "JOBSCHED_RECONCILE_INTERVAL_MS", base.reconcile_interval_ms, 100
-            ),
-        )
+        settings = replace(base, **{f.name: _read(env, f.metadata, getattr(base, f.name))
+                                    for f in fields(cls)})
         settings.validate()
         return settings
 
@@ -234,3 +260,24 @@ class Settings:
             raise ConfigError("JOBSCHED_LOG_FORMAT must be text or json")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("JOBSCHED_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+
+def settings_table() -> str:
+    """docs/operations.md's table of settings, as Markdown."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        meta = f.metadata
+        if meta["shown"]:
+            shown = meta["shown"]
+        else:
+            default = f.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            shown = ("none" if default in (None, "") else
+                     f"`{str(default).lower() if isinstance(default, bool) else default}`")
+        rows.append(f"| `{meta['env']}` | {shown} | {meta['doc']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

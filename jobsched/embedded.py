@@ -28,8 +28,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import ConfigError
 from common.logs import configure
 from common.redisstore import RedisError, connect
+from common.settings import Settings
 
 log = logging.getLogger("jobsched.embedded")
 
@@ -142,14 +144,18 @@ def wait_for_redis(port: int, child: Child) -> None:
 
 
 def main() -> int:
-    configure(os.environ.get("JOBSCHED_LOG_LEVEL", "INFO").upper(), "embedded",
-              os.environ.get("JOBSCHED_LOG_FORMAT", "text").lower())
-    die_with_parent()   # make (or the shell) ending ends everything
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("JOBSCHED_DATABASE_URL", f"sqlite:///{(DATA_DIR / 'jobsched.db').resolve()}")
     env.setdefault("JOBSCHED_REDIS_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
     env.setdefault("JOBSCHED_API_PROCESSES", "1")
+    try:   # what every child will read, checked once here
+        settings = Settings.from_env(env)
+    except ConfigError as e:
+        print(f"jobsched: configuration error: {e.message}", file=sys.stderr)
+        return 2
+    configure(settings.log_level, "embedded", settings.log_format)
+    die_with_parent()   # make (or the shell) ending ends everything
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     stopping = False
 
     def request_stop(*_):
@@ -177,8 +183,8 @@ def main() -> int:
         for child in others + workers:
             child.start()
         log.info("jobsched running: API http://127.0.0.1:%s (%s) - press Ctrl-C to stop",
-                 env.get("JOBSCHED_API_PORT", "8000"),
-                 "token required" if env.get("JOBSCHED_API_TOKEN")
+                 settings.api_port,
+                 "token required" if settings.api_token
                  else "no token: it listens on 127.0.0.1 only")
         while not stopping:
             for child in children:
