@@ -70,6 +70,8 @@ class RedisStore:
         self._publish = client.register_script(_load("publish_job"))
         self._remove = client.register_script(_load("remove_job"))
         self._lease = client.register_script(_load("lease"))
+        self._release_lease = client.register_script(_load("release_lease"))
+        self._forget_finished = client.register_script(_load("forget_finished"))
         self._release = client.register_script(_load("release_inflight"))
         self._begin = client.register_script(_load("begin_fires"))
         self._acknowledge = client.register_script(_load("acknowledge"))
@@ -157,10 +159,7 @@ class RedisStore:
 
     def forget_finished(self, job_id: str, version: int, last_ms: int) -> None:
         """Drop a finished entry once the database records it (if unchanged)."""
-        self.client.eval(
-            "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then"
-            " return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
-            1, self.keys.finished, job_id, f"{version}:{last_ms}")
+        self._forget_finished(keys=[self.keys.finished], args=[job_id, f"{version}:{last_ms}"])
 
     def prune_tombstones(self, before_ms: int) -> int:
         return self.client.zremrangebyscore(self.keys.deleted, "-inf", f"({before_ms}")
@@ -195,9 +194,7 @@ class RedisStore:
 
     def release_lease(self, candidate: str) -> None:
         """Delete the lease if ``candidate`` holds it (compare and delete)."""
-        self.client.eval(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-            " return 0", 1, self.keys.leader, candidate)
+        self._release_lease(keys=[self.keys.leader], args=[candidate])
 
     def next_due(self) -> tuple[float | None, float | None]:
         """The earliest scheduled fire and the earliest retry (epoch ms)."""

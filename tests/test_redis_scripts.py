@@ -28,6 +28,14 @@ def test_lease_is_exclusive_and_renewable(store):
     assert not store.hold_lease("a", 1000)
 
 
+def test_only_the_holder_releases_the_lease(store):
+    assert store.hold_lease("a", 60_000)
+    store.release_lease("b")   # not its lease: kept
+    assert not store.hold_lease("b", 60_000)
+    store.release_lease("a")
+    assert store.hold_lease("b", 60_000)
+
+
 def test_claim_queues_one_message_per_due_job_and_parks_it_in_pending(store):
     k = store.keys
     store.hold_lease("me", 5000)
