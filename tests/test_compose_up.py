@@ -110,6 +110,16 @@ def fires_of(d, job_ids) -> dict[str, list]:
     return calls
 
 
+def every_job_fired(d, since_ms: int = 0) -> dict[str, list] | None:
+    """Every job's calls (one read of the log), once each job has a call of a
+    fire scheduled at or after ``since_ms``; None until then."""
+    fires = fires_of(d, d.jobs)
+    if len(fires) == JOBS and all(any(c.scheduled_ms >= since_ms for c in calls)
+                                  for calls in fires.values()):
+        return fires
+    return None
+
+
 def account(d, name: str, until_ms: int, may_repeat=frozenset(),
             late_limit_ms: int | None = None) -> Tally:
     """Tally every fire of the jobs from the end of the last window to
@@ -117,12 +127,10 @@ def account(d, name: str, until_ms: int, may_repeat=frozenset(),
     (the fires a killed worker held), and no later than ``late_limit_ms``
     after its instant, if given."""
     first_ms = d.accounted_ms + 1000
-    wait_until(lambda: all(any(c.scheduled_ms >= until_ms for c in calls)
-                           for calls in fires_of(d, d.jobs).values())
-               and len(fires_of(d, d.jobs)) == JOBS, 90, interval=0.5,
-               message=f"{name}: every job fired up to the end of the window")
+    fires = wait_until(lambda: every_job_fired(d, until_ms), 90, interval=0.5,
+                       message=f"{name}: every job fired up to the end of the window")
     total, repeated, lateness = Tally(), set(), []
-    for calls in fires_of(d, d.jobs).values():
+    for calls in fires.values():
         total.add(tally_every_second(calls, first_ms, until_ms))
         seen = set()
         for c in calls:
@@ -211,10 +219,9 @@ def test_every_second_jobs_miss_nothing_for_30_s(deployment):
     assert created.status_code == 201, created.text
     d.jobs = {job["jobId"] for job in created.json()["jobs"]}
     assert len(d.jobs) == JOBS
-    wait_until(lambda: len(fires_of(d, d.jobs)) == JOBS, 30, interval=0.5,
-               message="every job fired once")
-    d.accounted_ms = max(min(c.scheduled_ms for c in calls)
-                         for calls in fires_of(d, d.jobs).values())
+    fires = wait_until(lambda: every_job_fired(d), 30, interval=0.5,
+                       message="every job fired once")
+    d.accounted_ms = max(min(c.scheduled_ms for c in calls) for calls in fires.values())
     account(d, "steady, 30 s", d.accounted_ms + 30_000, late_limit_ms=1000)
 
 
