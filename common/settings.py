@@ -118,8 +118,8 @@ def setting(default=None, env: str = "", doc: str = "", *, factory=None, minimum
 @dataclass(frozen=True)
 class Settings:
     """Every setting, declared once: its default, its environment variable and
-    what it means (docs/operations.md's table is printed from here:
-    ``python -m common.settings``)."""
+    what it means (docs/operations.md's table and .env.example are printed
+    from here: common/settings_docs.py)."""
 
     database_url: str = setting("sqlite:///data/jobsched.db", "JOBSCHED_DATABASE_URL",
                                 "SQLite or `mysql+pymysql://` URL")
@@ -141,7 +141,8 @@ class Settings:
         case="lower")
     log_level: str = setting("INFO", "JOBSCHED_LOG_LEVEL", "one line per attempt at INFO",
                              case="upper")
-    log_format: str = setting("text", "JOBSCHED_LOG_FORMAT", "or `json`", case="lower")
+    log_format: str = setting("text", "JOBSCHED_LOG_FORMAT", "`text` or `json`",
+                              case="lower")
     # Worker
     worker_id: str = setting(
         env="JOBSCHED_WORKER_ID", factory=_default_worker_id, shown="`<hostname>-<pid>`",
@@ -260,24 +261,3 @@ class Settings:
             raise ConfigError("JOBSCHED_LOG_FORMAT must be text or json")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("JOBSCHED_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-
-
-def settings_table() -> str:
-    """docs/operations.md's table of settings, as Markdown."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for f in fields(Settings):
-        meta = f.metadata
-        if meta["shown"]:
-            shown = meta["shown"]
-        else:
-            default = f.default
-            if isinstance(default, tuple):
-                default = ",".join(default)
-            shown = ("none" if default in (None, "") else
-                     f"`{str(default).lower() if isinstance(default, bool) else default}`")
-        rows.append(f"| `{meta['env']}` | {shown} | {meta['doc']} |")
-    return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    print(settings_table(), end="")

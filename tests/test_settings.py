@@ -1,20 +1,29 @@
 """Settings are declared once (common/settings.py): the environment is read
-from the declaration, and docs/operations.md's table is printed from it."""
+from the declaration, and docs/operations.md's table and .env.example are
+printed from it (common/settings_docs.py)."""
 import re
 from pathlib import Path
 
 import pytest
 
 from common.errors import ConfigError
-from common.settings import Settings, settings_table
+from common.settings import Settings
+from common.settings_docs import env_example, settings_table
 
-OPERATIONS = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+ROOT = Path(__file__).resolve().parent.parent
+OPERATIONS = ROOT / "docs" / "operations.md"
 TABLE = re.compile(r"<!-- settings: [^\n]*-->\n(.*?)<!-- end of settings -->", re.S)
 
 
 def test_the_docs_table_is_the_declaration():
     (shown,) = TABLE.findall(OPERATIONS.read_text())
-    assert shown == settings_table(), "run: python -m common.settings, paste into the docs"
+    assert shown == settings_table(), \
+        "run: python -m common.settings_docs table, paste into docs/operations.md"
+
+
+def test_env_example_is_the_declaration():
+    assert (ROOT / ".env.example").read_text() == env_example(), \
+        "run: python -m common.settings_docs env-example > .env.example"
 
 
 def test_every_setting_is_read_from_its_variable():
