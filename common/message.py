@@ -1,14 +1,21 @@
-"""The job spec kept in Redis and the fire message a worker executes.
+"""The job spec kept in Redis and the fire message a worker executes: the
+one codec of both, in Python and (through cjson) in the Lua scripts.
 
-A fire message carries the whole spec, so a worker never reads the database
-to make a call. The dispatcher's Lua script builds messages by string
-concatenation, so the wire format is fixed:
+A job's spec is stored as ``JobSpec.to_json()``. A fire message carries the
+whole spec, so a worker never reads the database to make a call. Its format
+is versioned; a reader takes every format up to ``MESSAGE_FORMAT``:
 
-    {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>[, "m": 1], "spec": {<JobSpec>}}
+  2  {"v": 2, "r": <redeliveries>, "t": "<fire ms>", "a": <attempt>[, "m": 1],
+      "spec": "<the stored spec, as a string>"}
+  1  {"r": <redeliveries>, "t": <fire ms>, "a": <attempt>[, "m": 1],
+      "spec": {<the stored spec>}}   (until 2026-12)
 
-always starting with ``{"r":<n>,``: the Lua that hands messages back edits
-only that envelope. ``"m": 1`` marks a fire a user asked for (run now,
-replay): it runs even while the job is paused.
+Keys come in any order. The fire time is a string in format 2: cjson
+writes numbers with 14 significant digits, too few for a millisecond
+after the year 2286. Lua builds and edits messages with cjson from
+fields (claim_due.lua, release_inflight.lua) and carries the spec string
+as it is stored, never decoding it to build a message. ``"m": 1`` marks a fire a user
+asked for (run now, replay): it runs even while the job is paused.
 
 Two records share the shape and are written, not called: a skip record
 (fires the dispatcher skipped by misfire policy) carries ``"skip": {"reason",
@@ -16,6 +23,9 @@ Two records share the shape and are written, not called: a skip record
 (``"lost": 1``, common/lua/release_inflight.lua) stands for an at-most-once
 fire whose worker stopped after it may have called, and becomes a FAILED
 execution that is never retried.
+
+A worker older than a format drops its messages as malformed: upgrade the
+workers before the dispatchers and the API (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -187,6 +197,9 @@ def version_of_spec(spec_json: bytes | None) -> int:
     return int(match.group(1)) if match else 0
 
 
+MESSAGE_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class FireMessage:
     raw: bytes          # the exact bytes in Redis, needed to LREM on ack
@@ -209,16 +222,22 @@ class FireMessage:
 
     @classmethod
     def decode(cls, raw: bytes) -> "FireMessage":
-        d = json.loads(raw)
-        return cls(raw=raw, spec=JobSpec.from_dict(d["spec"]), fire_ms=int(d["t"]),
+        d = _envelope(raw)
+        spec = d["spec"]
+        if isinstance(spec, str):   # format 2
+            spec = json.loads(spec)
+        return cls(raw=raw, spec=JobSpec.from_dict(spec), fire_ms=int(d["t"]),
                    attempt=int(d["a"]), redeliveries=int(d.get("r", 0)), skip=d.get("skip"),
                    lost=bool(d.get("lost")), manual=bool(d.get("m")))
 
     @staticmethod
     def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0,
                manual: bool = False) -> str:
-        flag = ',"m":1' if manual else ""
-        return f'{{"r":{redeliveries},"t":{fire_ms},"a":{attempt}{flag},"spec":{spec_json}}}'
+        fields = {"v": MESSAGE_FORMAT, "r": redeliveries, "t": str(fire_ms), "a": attempt}
+        if manual:
+            fields["m"] = 1
+        fields["spec"] = spec_json
+        return json.dumps(fields, separators=(",", ":"))
 
     def with_spec(self, spec: JobSpec) -> "FireMessage":
         """This fire (same raw message, same attempt) as the job is now."""
@@ -227,13 +246,27 @@ class FireMessage:
     @staticmethod
     def encode_skip(spec_json: str, first_ms: int, last_ms: int, count: int,
                     reason: str) -> str:
-        skip = json.dumps({"reason": reason, "count": count, "last": last_ms})
-        return f'{{"r":0,"t":{first_ms},"a":0,"skip":{skip},"spec":{spec_json}}}'
+        return json.dumps({"v": MESSAGE_FORMAT, "r": 0, "t": str(first_ms), "a": 0,
+                           "skip": {"reason": reason, "count": count, "last": last_ms},
+                           "spec": spec_json}, separators=(",", ":"))
 
     def next_attempt(self) -> str:
         """The message of this fire's next attempt (same execution id)."""
         return self.encode(self.spec.to_json(), self.fire_ms, self.attempt + 1,
                            manual=self.manual)
+
+
+def _envelope(raw: bytes | str) -> dict:
+    """A message's fields, its spec not decoded; ValueError for a message
+    that is not one, or is of a format newer than this code reads."""
+    d = json.loads(raw)
+    if not isinstance(d, dict):
+        raise ValueError("a fire message is a JSON object")
+    version = d.get("v", 1)
+    if not isinstance(version, int) or not 1 <= version <= MESSAGE_FORMAT:
+        raise ValueError(f"fire message format {version!r}: this jobsched reads formats "
+                         f"1 to {MESSAGE_FORMAT}")
+    return d
 
 
 def waiting_since(raw: bytes) -> int | None:
@@ -242,7 +275,7 @@ def waiting_since(raw: bytes) -> int | None:
     Retries, redeliveries and skip records carry an older fire time and would
     look like a backlog, so they say nothing."""
     try:
-        d = json.loads(raw)
+        d = _envelope(raw)
         if d.get("a") == 1 and not d.get("r") and "skip" not in d:
             return int(d["t"])
     except (ValueError, KeyError, TypeError):

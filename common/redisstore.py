@@ -10,7 +10,7 @@ from redis.exceptions import RedisError  # noqa: F401
 
 from common.keys import Keys
 from common.jobs import ATMOST_ONCE
-from common.message import FireMessage
+from common.message import MESSAGE_FORMAT, FireMessage
 
 # A fire's mark while its call is made: long enough for any call and its
 # recording. A worker that dies leaves its marks to the reaper, which
@@ -228,7 +228,7 @@ class RedisStore:
         k = self.keys
         flat = self._claim(keys=[k.leader, k.schedule, k.pending, k.ready, k.jobs, k.claimed],
                            args=[leader, now_ms, limit, grace_ms, now_ms + ahead_ms,
-                                 CLAIM_MEMORY_MS])
+                                 CLAIM_MEMORY_MS, MESSAGE_FORMAT])
         if flat == -1:
             return None
         return [(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2], flat[i + 3] == 1)

@@ -41,12 +41,16 @@ for i = 1, #KEYS - 3 do
       -- Redis lost its data and the schedule is being rebuilt: the job may
       -- well exist; the fire runs as queued.
       result = initialized and 'deleted' or 'go'
-    elseif tonumber(string.match(spec, '^{"v":(%d+)')) <= version then
-      result = 'go'
-    elseif cjson.decode(spec)['enabled'] == false and not manual then
-      result = 'paused'
     else
-      result = spec
+      -- (A spec that does not decode cannot say otherwise: as queued.)
+      local ok, stored = pcall(cjson.decode, spec)
+      if not ok or type(stored) ~= 'table' or (tonumber(stored['v']) or 0) <= version then
+        result = 'go'
+      elseif stored['enabled'] == false and not manual then
+        result = 'paused'
+      else
+        result = spec
+      end
     end
   end
   out[i] = result

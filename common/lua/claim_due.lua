@@ -13,12 +13,14 @@
 -- ARGV[1] leader id (fencing token)  ARGV[2] now (epoch ms)  ARGV[3] max jobs
 -- ARGV[4] misfire grace (ms)  ARGV[5] claim fires due up to this (epoch ms)
 -- ARGV[6] how long a claimed fire is remembered after its time (ms)
+-- ARGV[7] the fire message format written (common/message.py): its fields
+-- are encoded by cjson, the spec carried as the string stored.
 -- Returns -1 when the caller does not hold the lease, else a flat array
 -- {job id, fire ms, spec json, queued (1) or skipped (0), ...}.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-local now, grace = tonumber(ARGV[2]), tonumber(ARGV[4])
+local now, grace, format = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - tonumber(ARGV[6])))
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[5], 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[3]))
@@ -38,7 +40,7 @@ for i = 1, #due, 2 do
       end
     end
     if queue == 1 then
-      messages[#messages + 1] = '{"r":0,"t":' .. fire .. ',"a":1,"spec":' .. spec .. '}'
+      messages[#messages + 1] = cjson.encode({v = format, r = 0, t = fire, a = 1, spec = spec})
     end
     redis.call('ZADD', KEYS[3], fire, id)
     redis.call('ZADD', KEYS[6], fire, id)

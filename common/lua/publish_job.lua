@@ -13,7 +13,7 @@
 -- Wakes the dispatcher when this job became the earliest fire.
 -- KEYS[1] jobs  KEYS[2] schedule  KEYS[3] pending  KEYS[4] claimed  KEYS[5] finished
 -- KEYS[6] deleted  KEYS[7] wake
--- ARGV[1] job id  ARGV[2] spec json (starting {"v":<version>,)  ARGV[3] version
+-- ARGV[1] job id  ARGV[2] spec json  ARGV[3] its version
 -- ARGV[4] next fire ms, or '' for none  ARGV[5] '1' if the job is enabled
 -- Returns {1} written, {0} a newer or the same (scheduled) version is stored,
 -- {-1} the job was deleted, {-2, floor} the next fire is not after floor.
@@ -23,7 +23,8 @@ if redis.call('ZSCORE', KEYS[6], id) then
 end
 local stored = redis.call('HGET', KEYS[1], id)
 if stored then
-  local stored_version = tonumber(string.match(stored, '^{"v":(%d+)'))
+  local ok, fields = pcall(cjson.decode, stored)
+  local stored_version = ok and type(fields) == 'table' and tonumber(fields['v'])
   if stored_version and stored_version > version then
     return {0}
   end

@@ -2,7 +2,8 @@
 -- heartbeat expired), restarted under the same id, or could not finish them.
 -- Each message still in the in-flight list goes by its fire's mark:
 --  * no mark (never called): back to the head of the ready list, its
---    redelivery counter "r" plus one;
+--    redelivery counter "r" plus one (the message decoded and encoded again
+--    by cjson: common/message.py's format, any version);
 --  * marked by this worker (it may have called): an ATLEAST_ONCE fire goes
 --    back too (the duplicate at-least-once allows, with the same execution
 --    id); an ATMOST_ONCE fire is never called again: a lost record (written
@@ -20,8 +21,7 @@
 -- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
 -- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
 -- ARGV[4] time-to-live of a mark naming the copy sent back (ms)
--- then per message, two values: the message (which starts {"r":<n>,) and
--- its kind: 'L' ATLEAST_ONCE, 'M' ATMOST_ONCE, 'R' a record
+-- then per message, two values: the message and its kind: 'L' ATLEAST_ONCE, 'M' ATMOST_ONCE, 'R' a record
 -- Returns {requeued, lost, dropped}, -1 without the lease, -2 while the
 -- worker's heartbeat is alive.
 if ARGV[2] ~= '' then
@@ -37,7 +37,8 @@ while redis.call('LMOVE', KEYS[6], KEYS[7], 'RIGHT', 'LEFT') do end
 for i = 1, #KEYS - 7 do
   local message, kind = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if redis.call('LREM', KEYS[2], 1, message) == 1 then
-    local n, rest = string.match(message, '^{"r":(%d+),(.*)$')
+    local ok, fields = pcall(cjson.decode, message)
+    local n = ok and type(fields) == 'table' and tonumber(fields['r'])
     local mark = KEYS[7 + i]
     local holder = kind ~= 'R' and redis.call('GET', mark)
     -- A mark of this message's own: this worker's, or the ticket of this copy.
@@ -49,14 +50,16 @@ for i = 1, #KEYS - 7 do
     elseif holder == ARGV[1] and kind == 'M' then
       redis.call('SET', mark, 'done', 'PX', ARGV[3])
       -- LPUSH: redelivered work goes to the head, it is already late.
-      redis.call('LPUSH', KEYS[3], '{"r":' .. n .. ',"lost":1,' .. rest)
+      fields['lost'] = 1
+      redis.call('LPUSH', KEYS[3], cjson.encode(fields))
       lost = lost + 1
     else
-      local again = tonumber(n) + 1
+      local again = n + 1
       if kind ~= 'R' then
         redis.call('SET', mark, 'r:' .. again, 'PX', ARGV[4])
       end
-      redis.call('LPUSH', KEYS[3], '{"r":' .. again .. ',' .. rest)
+      fields['r'] = again
+      redis.call('LPUSH', KEYS[3], cjson.encode(fields))
       requeued = requeued + 1
     end
   end

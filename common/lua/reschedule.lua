@@ -26,7 +26,8 @@ for i = 3, 2 + 3 * n, 3 do
       done = done + 1
     else
       local spec = redis.call('HGET', KEYS[5], id)
-      local version = spec and string.match(spec, '^{"v":(%d+)')
+      local ok, fields = pcall(cjson.decode, spec or '')
+      local version = ok and type(fields) == 'table' and tonumber(fields['v'])
       if version then
         redis.call('HSET', KEYS[6], id, version .. ':' .. claimed)
       end
