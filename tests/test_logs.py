@@ -21,7 +21,7 @@ def test_json_format_writes_one_object_per_line_with_the_attempt_fields(capsys):
     from common.logs import configure
     configure("INFO", "worker", "json")
     try:
-        logging.getLogger("worker.results").info(
+        logging.getLogger("worker.report").info(
             "job=%s status=%s", "j1", "FAILED",
             extra={"fields": {"job": "j1", "execution": "j1:1000", "attempt": 2,
                               "status": "FAILED", "latenessMs": 3, "durationMs": 40}})

@@ -5,7 +5,7 @@ from common.jobs import FAILED, SKIPPED, SUCCESS
 from common.message import FireMessage, JobSpec
 from common.settings import Settings
 from worker.outcome import DEFERRED, Outcome
-from worker.results import DEFER_MS, decide
+from worker.decision import DEFER_MS, decide
 
 SETTINGS = Settings()
 

@@ -120,9 +120,9 @@ class Worker:
                                    self.metrics, self.watch.check, self._healthy)
 
     # -- the popping (main) thread -------------------------------------------
-    def run_forever(self) -> None:
-        _raise_open_files_limit()
-        # What a previous process under this id held: handed on by its marks.
+    def start(self) -> None:
+        """Hand on what a previous run under this id held, then start the
+        threads: the result writer, the calls' loop, the heartbeat."""
         leftovers = self.store.release(self.id, self.store.inflight(self.id),
                                        self.settings.fire_mark_ttl_ms)
         if leftovers.total:
@@ -133,6 +133,10 @@ class Worker:
         self.calls.start()
         self.heartbeat.beat()
         self.heartbeat.start()
+
+    def run_forever(self) -> None:
+        _raise_open_files_limit()
+        self.start()
         log.info("worker %s ready (%d concurrent calls)", self.id,
                  self.settings.worker_concurrency)
         while not self.stop_event.is_set():
@@ -145,10 +149,25 @@ class Worker:
                 os._exit(1)
             room = self._room()
             if room:
-                self._pop(room)
+                self._pop(room, now_ms(), wait=True)
             if time.monotonic() >= self._next_sweep:
                 self._sweep_stranded()
-        self._shutdown(self.calls)
+        self.stop()
+
+    def run_once(self, now: int, timeout_s: float = 30.0) -> int:
+        """One step at time ``now`` (epoch ms), after ``start()``: take what
+        the ready list holds (as much as there is room for), make each call
+        (held until its fire time, at most the dispatch-ahead time plus
+        CLOCK_SLACK_MS past ``now``), and return once every result is recorded
+        and acknowledged: the number of messages taken."""
+        room = self._room()
+        taken = self._pop(room, now, wait=False) if room else 0
+        with self._calls_changed:
+            if not self._calls_changed.wait_for(lambda: self._calls == 0, timeout_s):
+                raise TimeoutError(f"{self._calls} calls still in hand after {timeout_s} s")
+        if not self.writer.flush(timeout_s):
+            raise TimeoutError(f"results not recorded after {timeout_s} s")
+        return taken
 
     def _healthy(self) -> bool:
         return self.writer.is_alive() and self.calls.is_alive()
@@ -164,24 +183,28 @@ class Worker:
                 return 0
             return min(room, POP_BATCH)
 
-    def _pop(self, limit: int) -> None:
+    def _pop(self, limit: int, now: int, wait: bool) -> int:
+        """Take up to ``limit`` messages (with ``wait``, waiting a little for
+        one) and start their calls; how many were taken."""
         try:
             raws = self.store.pop_ready(self.id, limit)
-            if not raws:
+            if not raws and wait:
                 raw = self.store.wait_ready(self.id, POP_TIMEOUT_S)
                 raws = [raw] if raw is not None else []
+                now = now_ms()
         except RedisError:
             log.warning("cannot pop from Redis; retrying", exc_info=True)
             self.stop_event.wait(1.0)
             self._next_sweep = 0
-            return
+            return 0
         if not raws:
-            return
+            return 0
         with self._in_hand_lock:
             self._in_hand.update(raws)
         with self._calls_changed:
             self._calls += len(raws)
-        self.loop.call_soon_threadsafe(self._start_calls, raws)
+        self.loop.call_soon_threadsafe(self._start_calls, raws, now)
+        return len(raws)
 
     def _done_raw(self, raw: bytes) -> None:
         with self._in_hand_lock:
@@ -209,13 +232,13 @@ class Worker:
             log.warning("in-flight sweep failed; will retry")
 
     # -- the calls (asyncio loop thread) --------------------------------------
-    def _start_calls(self, raws: list[bytes]) -> None:
+    def _start_calls(self, raws: list[bytes], now: int) -> None:
         for raw in raws:
-            task = self.loop.create_task(self._handle(raw))
+            task = self.loop.create_task(self._handle(raw, now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, raw: bytes) -> None:
+    async def _handle(self, raw: bytes, now: int) -> None:
         popped = time.monotonic()
         try:
             try:
@@ -231,7 +254,7 @@ class Worker:
             elif msg.lost:
                 self.writer.put(failed(msg, LOST))
             else:
-                outcome = await self._execute(msg, popped)
+                outcome = await self._execute(msg, popped, now)
                 if outcome is None:   # left in flight, untouched, for the reaper
                     self._done_raw(raw)
                 else:
@@ -251,8 +274,8 @@ class Worker:
                 self._calls -= 1
                 self._calls_changed.notify()
 
-    async def _execute(self, msg: FireMessage, popped: float) -> Outcome | None:
-        at_ms = min(msg.fire_ms, now_ms() + self.max_hold_ms)
+    async def _execute(self, msg: FireMessage, popped: float, now: int) -> Outcome | None:
+        at_ms = min(msg.fire_ms, now + self.max_hold_ms)
         try:
             request = prepare(msg)
         except Exception as e:  # noqa: BLE001 - a request that cannot be built fails
@@ -334,11 +357,13 @@ class Worker:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self.client.close()
 
-    def _shutdown(self, calls: threading.Thread) -> None:
+    def stop(self) -> None:
+        """Finish the calls in hand, record their results, stop the threads."""
+        self.stop_event.set()
         log.info("worker %s stopping: finishing calls in hand", self.id)
         asyncio.run_coroutine_threadsafe(self._finish_calls(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
-        calls.join()
+        self.calls.join()
         self.redis_calls.shutdown(wait=True)
         if not self.writer.stop(STOP_WRITE_S):
             log.warning("worker %s: %d results could not be recorded before stopping; their "
