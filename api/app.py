@@ -15,7 +15,8 @@ from api.services import Services
 from common.db import make_engine, make_sessionmaker
 from common.errors import JobschedError
 from common.keys import Keys
-from common.redisstore import RedisStore, connect
+from common.redisstore import connect
+from common.redis_api import ApiRedis
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["jobsched"] = Services(
         settings=settings,
         sessions=make_sessionmaker(engine),
-        store=RedisStore(redis_client, Keys(settings.redis_prefix)),
+        store=ApiRedis(redis_client, Keys(settings.redis_prefix)),
     )
     if settings.api_token:
         require_token(app, settings.api_token)

@@ -49,7 +49,8 @@ from common.keys import Keys
 from common.message import JobSpec
 from common.metrics import MetricsRecorder
 from common.models import Job
-from common.redisstore import RedisStore, connect
+from common.redis_dispatcher import DispatcherRedis
+from common.redisstore import connect
 from common.schedule import first_fire, timing_of
 from common.settings import Settings
 from common.timeutil import now_ms
@@ -79,7 +80,7 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.client = connect(self.url, socket_timeout=60)
         wait_for(self.client.ping, 10, "redis")
-        self.store = RedisStore(self.client, Keys())
+        self.store = DispatcherRedis(self.client, Keys())
 
     def used_memory(self) -> int:
         return int(self.client.info("memory")["used_memory"])
@@ -111,7 +112,7 @@ def spec_template(row: dict) -> str:
     return JobSpec.from_job(Job(**row)).to_json()
 
 
-def load_redis(store: RedisStore, ids: list[str], spec: str, fire_ms: int) -> None:
+def load_redis(store: DispatcherRedis, ids: list[str], spec: str, fire_ms: int) -> None:
     """What the API's upsert_job leaves in Redis for each job (HSET jobs +
     ZADD schedule), pipelined in chunks: the store has no bulk method."""
     k = store.keys

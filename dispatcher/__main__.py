@@ -6,7 +6,8 @@ import signal
 from common.db import make_engine, make_sessionmaker
 from common.keys import Keys
 from common.logs import configure
-from common.redisstore import RedisStore, connect
+from common.redisstore import connect
+from common.redis_dispatcher import DispatcherRedis
 from common.settings import Settings
 from dispatcher.loop import Dispatcher
 
@@ -14,7 +15,7 @@ from dispatcher.loop import Dispatcher
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     configure(settings.log_level, "dispatcher", settings.log_format)
-    store = RedisStore(connect(settings.redis_url, socket_timeout=10),
+    store = DispatcherRedis(connect(settings.redis_url, socket_timeout=10),
                        Keys(settings.redis_prefix))
     sessions = make_sessionmaker(make_engine(settings.database_url))
     dispatcher = Dispatcher(settings, store, sessions)

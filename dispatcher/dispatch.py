@@ -17,7 +17,7 @@ from typing import Callable
 from common.message import FireMessage, timing_of_spec
 from common.metrics import MetricsRecorder
 from common.schedule import Timing, fires_between, next_fire
-from common.redisstore import RedisStore
+from common.redis_dispatcher import DispatcherRedis
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
     return (job_id, fired_ms, nxt.at), record, skipped
 
 
-def dispatch_due(store: RedisStore, leader: str, now: int, batch: int, grace_ms: int,
+def dispatch_due(store: DispatcherRedis, leader: str, now: int, batch: int, grace_ms: int,
                  keep_lease: Callable[[], bool] = lambda: True,
                  metrics: MetricsRecorder | None = None, ahead_ms: int = 0,
                  on_finished: Callable[[], object] = lambda: None) -> DispatchResult:
@@ -140,7 +140,7 @@ def _measure(metrics: MetricsRecorder, claimed: list, now: int, skipped: int) ->
     metrics.inc("jobsched_skipped_fires", skipped, reason="misfire")
 
 
-def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int,
+def recover_pending(store: DispatcherRedis, leader: str, now: int, grace_ms: int,
                     keep_lease: Callable[[], bool] = lambda: True,
                     on_finished: Callable[[], object] = lambda: None) -> int:
     """Reschedule jobs a previous leader claimed but did not put back, in
@@ -170,7 +170,7 @@ def recover_pending(store: RedisStore, leader: str, now: int, grace_ms: int,
     return total
 
 
-def promote_retries(store: RedisStore, leader: str, now: int, batch: int) -> int:
+def promote_retries(store: DispatcherRedis, leader: str, now: int, batch: int) -> int:
     total = 0
     while True:
         moved = store.promote_retries(leader, now, batch)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 
 
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_dispatcher import DispatcherRedis
 
 log = logging.getLogger(__name__)
 
 
 class Lease:
-    def __init__(self, store: RedisStore, candidate: str, lease_ms: int):
+    def __init__(self, store: DispatcherRedis, candidate: str, lease_ms: int):
         self.store = store
         self.candidate = candidate
         self.lease_ms = lease_ms

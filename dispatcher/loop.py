@@ -10,7 +10,8 @@ import time
 from sqlalchemy.orm import sessionmaker
 
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_dispatcher import DispatcherRedis
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.leader import Lease
@@ -28,7 +29,7 @@ CHECK_INIT_INTERVAL_MS = 1_000
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: RedisStore, sessions: sessionmaker):
+    def __init__(self, settings: Settings, store: DispatcherRedis, sessions: sessionmaker):
         self.settings = settings
         self.store = store
         self.sessions = sessions

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from common.redisstore import RedisStore
+from common.redis_dispatcher import DispatcherRedis
 
 log = logging.getLogger(__name__)
 
 
-def requeue_dead_workers(store: RedisStore, leader: str, done_ttl_ms: int) -> int:
+def requeue_dead_workers(store: DispatcherRedis, leader: str, done_ttl_ms: int) -> int:
     """Returns how many messages were redelivered (at-least-once fires and
     fires never called); at-most-once fires that may have been called are
     recorded as FAILED instead (common/lua/release_inflight.lua)."""

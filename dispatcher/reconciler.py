@@ -39,7 +39,8 @@ from common.jobs import ATLEAST_ONCE, FAILED
 from common.message import FireMessage, JobSpec, version_of_spec
 from common.models import Execution, Job
 from common.publish import publish, unpublish
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_dispatcher import DispatcherRedis
 from common.schedule import ONCE, next_fire, timing_of
 from common.timeutil import now_ms
 
@@ -74,7 +75,7 @@ def resume_point(job: Job, last_fire: int | None, now: int) -> int:
     return max(last_fire or 0, job.updated_at_ms)
 
 
-def requeue_pending_retries(store: RedisStore, sessions: sessionmaker, now: int) -> int:
+def requeue_pending_retries(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
     """Queue again the retries a lost Redis held: fires of ATLEAST_ONCE jobs
     whose last attempt failed without being final, in the last day."""
     later = aliased(Execution)
@@ -99,7 +100,7 @@ def _finished_version(entry: bytes | None) -> int | None:
     return int(entry.split(b":")[0]) if entry else None
 
 
-def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
+def reconcile(store: DispatcherRedis, sessions: sessionmaker, now: int,
               is_leader: Callable[[], bool] = lambda: True,
               changed_since: int | None = None) -> int:
     """Repair every difference (or only those of jobs written at or after
@@ -153,7 +154,7 @@ def reconcile(store: RedisStore, sessions: sessionmaker, now: int,
     return repaired
 
 
-def prune_deleted(store: RedisStore, sessions: sessionmaker, now: int) -> int:
+def prune_deleted(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
     """Take out of Redis the jobs the database no longer has (a DELETE whose
     Redis half failed), leaving their tombstones, and forget tombstones old
     enough. Jobs reach Redis only after their row is committed, so a spec
@@ -175,7 +176,7 @@ def prune_deleted(store: RedisStore, sessions: sessionmaker, now: int) -> int:
     return removed
 
 
-def record_finished(store: RedisStore, sessions: sessionmaker, now: int) -> int:
+def record_finished(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
     """Write to the database the jobs whose last fire the dispatcher claimed
     (Redis ``finished``), then forget them there; returns how many."""
     entries = store.finished_jobs()
@@ -199,7 +200,7 @@ def record_finished(store: RedisStore, sessions: sessionmaker, now: int) -> int:
     return done
 
 
-def _repair(store: RedisStore, job: Job, on_schedule: bool, last_fire: int | None,
+def _repair(store: DispatcherRedis, job: Job, on_schedule: bool, last_fire: int | None,
             now: int) -> int:
     if job.finished_at_ms is not None:
         nxt = None
@@ -218,7 +219,7 @@ class Reconciler(threading.Thread):
 
     RETRY_S = 2.0
 
-    def __init__(self, store: RedisStore, sessions: sessionmaker, interval_ms: int,
+    def __init__(self, store: DispatcherRedis, sessions: sessionmaker, interval_ms: int,
                  is_leader: Callable[[], bool], full_interval_ms: int = 3_600_000):
         super().__init__(name="reconciler", daemon=True)
         self.store = store

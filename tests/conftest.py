@@ -10,7 +10,10 @@ import pytest
 
 from common.db import make_engine, make_sessionmaker
 from common.keys import Keys
-from common.redisstore import RedisStore, connect
+from common.redis_api import ApiRedis
+from common.redis_dispatcher import DispatcherRedis
+from common.redis_worker import WorkerRedis
+from common.redisstore import connect
 from tests.backends import MysqlServers, SqliteServers
 from tests.support import Api, Processes, Target, free_port, make_client, python_env, wait_until
 
@@ -36,10 +39,14 @@ def backend(servers):
     return servers.new_backend()
 
 
+class EveryRole(ApiRedis, DispatcherRedis, WorkerRedis):
+    """Tests drive the scripts of every role through one store."""
+
+
 @pytest.fixture
 def store(backend):
     client = connect(backend.redis_url, socket_timeout=10)
-    yield RedisStore(client, Keys(backend.prefix))
+    yield EveryRole(client, Keys(backend.prefix))
     client.close()
 
 

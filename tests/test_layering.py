@@ -1,5 +1,6 @@
 """common/ is the only code that talks to Redis: no process package imports
-redis or reaches past the store (common/redisstore.py) for its raw client."""
+redis or reaches past the store (common/redisstore.py) for its raw client,
+and each process uses its own role's gateway."""
 import ast
 from pathlib import Path
 
@@ -39,3 +40,24 @@ def test_the_check_sees_what_it_forbids(tmp_path):
     sample.write_text("import redis\nfrom redis.exceptions import RedisError\n"
                       "x = services.store.client.ping()\ny = store.client\n")
     assert len(redis_reached_for(sample)) == 4
+
+
+GATEWAYS = {"api": "common.redis_api", "dispatcher": "common.redis_dispatcher",
+            "worker": "common.redis_worker"}
+BUILT_IN = {"api/app.py": "ApiRedis(", "dispatcher/__main__.py": "DispatcherRedis(",
+            "worker/__main__.py": "WorkerRedis("}
+
+
+def test_each_process_reaches_redis_through_its_own_gateway():
+    """The API, the dispatcher and the worker each build and import only their
+    role's gateway: what one role may do in Redis is listed in one class."""
+    found = []
+    for package, own in GATEWAYS.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module in GATEWAYS.values() \
+                        and node.module != own:
+                    found.append(f"{package}/{path.name} imports {node.module}")
+    assert found == []
+    for path, built in BUILT_IN.items():
+        assert built in (ROOT / path).read_text(), f"{path} does not build its {built[:-1]}"

@@ -7,7 +7,8 @@ import sys
 from common.db import make_engine
 from common.keys import Keys
 from common.logs import configure
-from common.redisstore import RedisStore, connect
+from common.redisstore import connect
+from common.redis_worker import WorkerRedis
 from common.settings import Settings
 from worker.runner import POP_TIMEOUT_S, Worker
 
@@ -22,7 +23,7 @@ def main(settings: Settings | None = None) -> None:
     # result writer, heartbeat, webhooks and the loop's Redis helper threads.
     client = connect(settings.redis_url, socket_timeout=POP_TIMEOUT_S + 10,
                      max_connections=32)
-    store = RedisStore(client, Keys(settings.redis_prefix))
+    store = WorkerRedis(client, Keys(settings.redis_prefix))
     engine = make_engine(settings.database_url)
     worker = Worker(settings, store, engine)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,17 +14,17 @@ import time
 from typing import Awaitable, Callable
 
 from common.message import FireMessage
-from common.redisstore import RedisStore
+from common.redis_worker import WorkerRedis
 
 MIN_LEAD_MS = 5
 MAX_LEAD_MS = 50
 CHUNK = 500   # fires per script call: one call must not hold Redis long
 
-Answer = str | bytes   # see RedisStore.begin_fires
+Answer = str | bytes   # see WorkerRedis.begin_fires
 
 
 class Gate:
-    def __init__(self, loop: asyncio.AbstractEventLoop, store: RedisStore, worker_id: str,
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: WorkerRedis, worker_id: str,
                  in_redis: Callable[..., Awaitable], stale_after_s: float):
         self.loop = loop
         self.store = store

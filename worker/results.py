@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_worker import WorkerRedis
 from common.settings import Settings
 from worker import spool
 from worker.decision import Recorded, mark_after, settle, unrecordable
@@ -45,7 +46,7 @@ SPOOL_CHECK_S = 1.0
 
 
 class ResultWriter(threading.Thread):
-    def __init__(self, engine: Engine, store: RedisStore, settings: Settings,
+    def __init__(self, engine: Engine, store: WorkerRedis, settings: Settings,
                  webhooks: WebhookSender, metrics: MetricsRecorder,
                  on_done=lambda messages: None):
         super().__init__(name="result-writer", daemon=True)

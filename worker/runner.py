@@ -36,7 +36,8 @@ from sqlalchemy.engine import Engine
 from common.jobs import CONCURRENCY_FORBID
 from common.message import FireMessage, JobSpec
 from common.metrics import MetricsRecorder
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_worker import WorkerRedis
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from worker.webhooks import WebhookSender
@@ -82,7 +83,7 @@ def _raise_open_files_limit() -> None:
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: RedisStore, engine: Engine):
+    def __init__(self, settings: Settings, store: WorkerRedis, engine: Engine):
         self.settings = settings
         self.store = store
         self.id = settings.worker_id

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from common.jobs import BACKLOG, NO_LEADER
 from common.message import waiting_since
 from common.models import Alert
-from common.redisstore import RedisStore
+from common.redis_worker import WorkerRedis
 from common.settings import Settings
 from worker.alerts import alert_row, payload
 from worker.webhooks import WebhookSender
@@ -24,7 +24,7 @@ LEADERLESS_LEASES = 3   # how many lease lengths without a leader make an incide
 
 
 class SystemWatch:
-    def __init__(self, store: RedisStore, engine: Engine, webhooks: WebhookSender,
+    def __init__(self, store: WorkerRedis, engine: Engine, webhooks: WebhookSender,
                  settings: Settings):
         self.store = store
         self.engine = engine

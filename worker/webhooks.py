@@ -29,7 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from common.jobs import DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING
 from common.metrics import MetricsRecorder
 from common.models import Alert
-from common.redisstore import RedisError, RedisStore
+from common.redisstore import RedisError
+from common.redis_worker import WorkerRedis
 from common.signing import HEADER, sign
 from common.targets import DenyList
 from common.timeutil import now_ms
@@ -47,7 +48,7 @@ CLAIM_MS = 10 * 60 * 1000              # more than a delivery's attempts and bac
 
 
 class WebhookSender:
-    def __init__(self, engine: Engine, store: RedisStore, deny: DenyList,
+    def __init__(self, engine: Engine, store: WorkerRedis, deny: DenyList,
                  metrics: MetricsRecorder, secret: str | None, attempts: int = 5,
                  backoff_s: float = 1.0, threads: int = 4):
         self._engine = engine
