@@ -121,6 +121,17 @@ class System:
         return sum(1 for w in self.redis.smembers(self.keys.workers)
                    if self.redis.exists(self.keys.heartbeat(w.decode())))
 
+    def delete_all_jobs(self) -> None:
+        """Delete every job (page by page), so the next test on this system
+        starts with nothing firing."""
+        while True:
+            page = self.api.get("/jobs", params={"limit": 100}).json()
+            if not page["jobs"]:
+                return
+            for job in page["jobs"]:
+                response = self.api.delete(f"/jobs/{job['jobId']}")
+                assert response.status_code in (204, 404), response.text
+
     def stop(self):
         try:
             self.procs.stop_all()
@@ -144,6 +155,15 @@ def make_system(servers, tmp_path):
     yield start
     for system in started:
         system.stop()
+
+
+@pytest.fixture(autouse=True)
+def _jobs_deleted_after_each_test(request):
+    """A module shares one ``system``: what a test created stops firing when
+    it ends, so no test runs beside an earlier one's jobs."""
+    yield
+    if "system" in request.fixturenames:
+        request.getfixturevalue("system").delete_all_jobs()
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,28 @@ from pathlib import Path
 import requests
 
 
+# Ports for servers the tests start (which bind them later): each test process
+# (pytest-xdist worker) hands out its own range, below the ephemeral ports that
+# bind(0) and outgoing connections take, and each port once, so no two
+# servers are ever handed the same port.
+_PORTS_PER_PROCESS = 2_000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_next_port = iter(range(20_000 + _PORTS_PER_PROCESS * _WORKER,
+                        20_000 + _PORTS_PER_PROCESS * (_WORKER + 1)))
+_ports_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, handed out once per test run."""
+    with _ports_lock:
+        for port in _next_port:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("this test process used up its range of ports")
 
 
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = ""):
@@ -175,21 +193,29 @@ class Processes:
             proc.wait()
             raise AssertionError(f"{name} did not stop within {timeout}s on SIGTERM") from None
 
-    def stop_all(self) -> None:
-        """Stop every process; fail if one had crashed (exited on its own
-        with an error), did not stop on SIGTERM, or stopped with an error."""
+    def stop_all(self, timeout: float = 30) -> None:
+        """Stop every process, all at once; fail if one had crashed (exited
+        on its own with an error), did not stop on SIGTERM, or stopped with
+        an error."""
         problems = []
-        for name in list(self.procs):
-            crashed = self.procs[name].poll()
+        crashed = {name: proc.poll() for name, proc in self.procs.items()}
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in list(self.procs.items()):
             try:
-                code = self.stop(name)
-            except AssertionError as e:
-                problems.append(str(e))
+                code = proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                problems.append(f"{name} did not stop within {timeout}s on SIGTERM")
                 continue
-            if crashed not in (None, 0):
-                problems.append(f"{name} had exited with code {crashed}")
+            if crashed[name] not in (None, 0):
+                problems.append(f"{name} had exited with code {crashed[name]}")
             elif code != 0:
                 problems.append(f"{name} exited with code {code} on SIGTERM")
+        self.procs.clear()
         if problems:
             raise AssertionError("; ".join(problems) + "\n" + self.dump_logs())
 

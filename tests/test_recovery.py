@@ -58,7 +58,8 @@ def test_sigterm_lets_a_worker_finish_and_record_its_call(own_system, target):
     system = own_system
     system.start_worker("graceful")
     wait_until(lambda: system.live_workers() == 1, 15, message="worker alive")
-    job = system.api.create(schedule="*/10 * * * * *", api=target.url("/sleep/1500"))
+    job = system.api.create(schedule="0 0 0 1 1 *", api=target.url("/sleep/1500"))
+    assert system.api.post(f"/jobs/{job['jobId']}/run").status_code == 202
     call = wait_until(lambda: target.received("/sleep/1500"), 20, message="a call")[0]
     assert system.procs.stop("graceful") == 0
     rows = rows_for(system, job["jobId"])
