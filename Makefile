@@ -8,10 +8,12 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	$(BIN)/jobsched embedded
 
-# The whole suite: SQLite + bundled Redis, and MariaDB (127.0.0.1:3306) + Redis (127.0.0.1:6379).
+# The whole suite: SQLite + bundled Redis, and MariaDB (127.0.0.1:3306) + Redis (127.0.0.1:6379),
+# in TEST_PROCESSES processes (pytest-xdist; each takes whole modules).
+TEST_PROCESSES ?= 2
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check api dispatcher worker common jobsched migrations tests bench
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadscope $(PYTEST_ARGS)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -15,7 +15,8 @@ from common.redis_dispatcher import DispatcherRedis
 from common.redis_worker import WorkerRedis
 from common.redisstore import connect
 from tests.backends import MysqlServers, SqliteServers
-from tests.support import Api, Processes, Target, free_port, make_client, python_env, wait_until
+from tests.support import (SUMMARY, Api, Processes, Target, free_port, make_client, python_env,
+                           wait_until)
 
 BACKENDS = [b.strip() for b in os.environ.get("JOBSCHED_TEST_BACKENDS", "sqlite,mysql")
             .split(",") if b.strip()]
@@ -176,34 +177,38 @@ def system(servers, tmp_path_factory, request):
         system.stop()
 
 
+_summarized = 0   # SUMMARY entries already put on a report
+
+
+@pytest.fixture(autouse=True)
+def _summary_lines_on_the_report(request):
+    """Summary lines a test (or the module fixtures it started) added go on
+    its teardown report, the one way they reach the run's end from a
+    pytest-xdist worker."""
+    global _summarized
+    yield
+    new = SUMMARY[_summarized:]
+    _summarized = len(SUMMARY)
+    request.node.user_properties.extend(("summary", *entry) for entry in new)
+
+
 def pytest_terminal_summary(terminalreporter):
-    from tests.containers import NOTES as COMPOSE_NOTES, REPORT as COMPOSE
-    from tests.faults import REPORT
-    from tests.test_history import REPORT as HISTORY
-    if COMPOSE_NOTES or COMPOSE:
-        terminalreporter.section("docker compose: fires per scenario")
-        for note in COMPOSE_NOTES:
-            terminalreporter.write_line(note)
-        terminalreporter.write_line(f"{'scenario':<28}{'expected':>10}{'executed':>10}"
-                                    f"{'duplicated':>12}{'lost':>6}{'early':>7}"
-                                    f"{'late p99 (ms)':>15}{'max':>7}")
-        for name, t, p99, latest in COMPOSE:
-            terminalreporter.write_line(f"{name:<28}{t.expected:>10}{t.executed:>10}"
-                                        f"{t.duplicated:>12}{t.lost:>6}{t.early:>7}"
-                                        f"{p99:>15}{latest:>7}")
-    for backend, seed, table in HISTORY:
-        terminalreporter.section(f"fire history checker: {backend}, seed {seed}")
-        for line in table.splitlines():
+    """The tables of fires per scenario (compose, faults, history), from the
+    lines the tests put on their reports."""
+    sections: dict[str, tuple[str, list[str]]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "teardown":
+                continue
+            for prop in report.user_properties:
+                if prop[0] == "summary":
+                    _, section, header, line = prop
+                    sections.setdefault(section, (header, []))[1].append(line)
+    for section in sorted(sections):
+        header, lines = sections[section]
+        terminalreporter.section(section)
+        for line in ([header] if header else []) + lines:
             terminalreporter.write_line(line)
-    if not REPORT:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("fault injection: fires per scenario")
-    write(f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
-          f"{'unrecorded':>12}{'early':>7}")
-    for name, t in REPORT:
-        write(f"{name:<28}{t.expected:>10}{t.executed:>10}{t.duplicated:>12}{t.lost:>6}"
-              f"{t.unrecorded:>12}{t.early:>7}")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

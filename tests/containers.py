@@ -25,9 +25,11 @@ STANDINS = Path(__file__).resolve().parent / "standins"
 DEBIAN_MIRROR = os.environ.get("JOBSCHED_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
-# Printed at the end of the run (conftest): notes, then (scenario, tally) rows.
-NOTES: list[str] = []
-REPORT: list[tuple[str, object]] = []
+# The run's terminal summary (tests/support.py summarize): notes, then a table.
+NOTES = "docker compose"
+SECTION = "docker compose: fires per scenario"
+HEADER = (f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
+          f"{'early':>7}{'late p99 (ms)':>15}{'max':>7}")
 
 
 def run(*args, timeout: float = 600, env: dict | None = None, cwd: Path | None = None,

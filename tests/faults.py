@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, create_engine, text
 
-# Filled by the fault tests, printed at the end of the run (conftest).
-REPORT: list[tuple[str, "Tally"]] = []
+SECTION = "fault injection: fires per scenario"
+HEADER = (f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
+          f"{'unrecorded':>12}{'early':>7}")
 
 
 class TcpProxy:

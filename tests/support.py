@@ -17,6 +17,16 @@ from pathlib import Path
 import requests
 
 
+# Lines for the run's terminal summary (tables of fires per scenario), by
+# section: (section, table header, line). conftest.py moves them onto each
+# test's report, so they reach the summary from pytest-xdist workers too.
+SUMMARY: list[tuple[str, str, str]] = []
+
+
+def summarize(section: str, line: str, header: str = "") -> None:
+    SUMMARY.append((section, header, line))
+
+
 # Ports for servers the tests start (which bind them later): each test process
 # (pytest-xdist worker) hands out its own range, below the ephemeral ports that
 # bind(0) and outgoing connections take, and each port once, so no two

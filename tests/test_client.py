@@ -57,7 +57,10 @@ class RawServer:
                 answer = self.answers.pop(0)
                 if answer is None:
                     return
-                conn.sendall(answer.removesuffix(CLOSE))
+                try:
+                    conn.sendall(answer.removesuffix(CLOSE))
+                except (BrokenPipeError, ConnectionResetError):
+                    return   # the client gave up on the answer (a test of exactly that)
                 if b"Connection: close" in answer or answer.endswith(CLOSE):
                     return
 

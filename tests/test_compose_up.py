@@ -23,11 +23,11 @@ import pytest
 import requests
 
 from common.message import FireMessage
-from tests.containers import (NOTES, REPORT, Deployment, answer, build_standins,
+from tests.containers import (HEADER, NOTES, SECTION, Deployment, answer, build_standins,
                               compose_command, copy_deployable, docker, engine_answers,
                               remove_images, run)
 from tests.faults import Tally, tally_every_second
-from tests.support import free_port, wait_until
+from tests.support import free_port, summarize, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -64,7 +64,7 @@ def deployment(tmp_path_factory):
     tag = uuid.uuid4().hex[:8]
     started = time.monotonic()
     standins = build_standins(tag)
-    NOTES.append("STAND-IN IMAGES: this machine reaches package registries but no image "
+    summarize(NOTES, "STAND-IN IMAGES: this machine reaches package registries but no image "
                  "registry, so python:3.11-slim, mysql:8.4 and redis:7.4 are stood in for by "
                  "images built here from Debian bookworm packages (debootstrap; Python 3.11, "
                  "MariaDB 10.11, Redis 7.0; tests/standins/), named in .env. "
@@ -83,12 +83,12 @@ def deployment(tmp_path_factory):
     d.api = requests.Session()
     d.api.headers["Authorization"] = f"Bearer {token}"
     engine = docker("version", "--format", "{{.Server.Version}}").strip()
-    NOTES.append(f"Compose: {' '.join(compose)} ({run(*compose, 'version').splitlines()[0]}); "
+    summarize(NOTES, f"Compose: {' '.join(compose)} ({run(*compose, 'version').splitlines()[0]}); "
                  f"Docker engine {engine}")
     try:
         started = time.monotonic()
         d(*UP)
-        NOTES.append(f"`up -d --scale worker={WORKERS}` (jobsched image built from the "
+        summarize(NOTES, f"`up -d --scale worker={WORKERS}` (jobsched image built from the "
                      f"Dockerfile) in {time.monotonic() - started:.0f} s")
         yield d
     finally:
@@ -140,7 +140,9 @@ def account(d, name: str, until_ms: int, may_repeat=frozenset(),
                     repeated.add(c.execution_id)
                 seen.add(c.execution_id)
     lateness.sort()
-    REPORT.append((name, total, lateness[len(lateness) * 99 // 100], lateness[-1]))
+    summarize(SECTION, f"{name:<28}{total.expected:>10}{total.executed:>10}{total.duplicated:>12}"
+              f"{total.lost:>6}{total.early:>7}{lateness[len(lateness) * 99 // 100]:>15}"
+              f"{lateness[-1]:>7}", HEADER)
     d.accounted_ms = until_ms
     assert total.lost == 0, (name, total)
     assert total.early == 0, (name, total)
@@ -248,7 +250,7 @@ def test_a_killed_worker_has_its_fires_redelivered_and_comes_back(deployment):
     os.kill(pid, signal.SIGKILL)   # from the host: a crash, not a manual stop
     wait_until(answer(lambda: restarted(d, victim, restarts)), 60, interval=0.5,
                message="compose's restart policy brings the worker back")
-    NOTES.append(f"worker SIGKILL: it held {len(held)} fires; restarted by the policy")
+    summarize(NOTES, f"worker SIGKILL: it held {len(held)} fires; restarted by the policy")
     account(d, "worker SIGKILL", next_second(5), may_repeat=held)
 
 
@@ -267,7 +269,7 @@ def test_a_dispatcher_takes_the_lease_within_the_lease_time_when_the_leader_is_k
     new_leader = d.redis("GET", PREFIX + "leader")
     # The standby, or the killed one restarted by the policy: whichever asks first.
     by = "the standby" if new_leader.split("-")[0] != leader.split("-")[0] else "the restarted one"
-    NOTES.append(f"leader SIGKILL: lease taken after {takeover:.1f} s by {by}")
+    summarize(NOTES, f"leader SIGKILL: lease taken after {takeover:.1f} s by {by}")
     # The lease runs out at most LEASE_S after the kill; a standby asks every
     # 0.5 s; each look at Redis here is a `docker exec` (~0.1-0.2 s).
     assert takeover <= LEASE_S + 1.0, takeover
@@ -312,7 +314,7 @@ def test_down_then_up_resumes_the_jobs_and_keeps_the_history(deployment):
     account(d, "down, then up", next_second(10), late_limit_ms=1000)
     caught_up = [c for calls in fires_of(d, d.jobs).values() for c in calls
                  if c.scheduled_ms < up_ms]
-    NOTES.append(f"down, then up: {len(caught_up)} fires due before the system was back "
+    summarize(NOTES, f"down, then up: {len(caught_up)} fires due before the system was back "
                  "were called after it, late (misfire grace)")
 
 
@@ -324,7 +326,7 @@ def test_the_image_runs_unprivileged(deployment):
             uids = {row.split()[1] for row in rows}
             assert uids == {"10001"}, (service, rows)
     size = int(docker("image", "inspect", "--format", "{{.Size}}", d.image))
-    NOTES.append(f"jobsched image: {size / 1e6:.0f} MB (on the stand-in base; "
+    summarize(NOTES, f"jobsched image: {size / 1e6:.0f} MB (on the stand-in base; "
                  "python:3.11-slim's own base is smaller)")
     assert size < 700e6, size
 

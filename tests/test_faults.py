@@ -21,9 +21,9 @@ import pytest
 from common.message import FireMessage
 from tests.backends import BundledRedis, Backend
 from tests.conftest import BACKENDS, System
-from tests.faults import (REPORT, Tally, TcpProxy, kill_worker_mid_call, rows_by_fire,
+from tests.faults import (HEADER, SECTION, Tally, TcpProxy, kill_worker_mid_call, rows_by_fire,
                           tally_every_second)
-from tests.support import wait_until
+from tests.support import summarize, wait_until
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif("mysql" not in BACKENDS,
@@ -98,7 +98,9 @@ def account(name, system, target, jobs, until_ms, failing_attempts=0):
         pass  # counted below
     found = rows()
     total.unrecorded = len(executed_ids - set(found))
-    REPORT.append((name, total))
+    summarize(SECTION, f"{name:<28}{total.expected:>10}{total.executed:>10}"
+              f"{total.duplicated:>12}{total.lost:>6}{total.unrecorded:>12}"
+              f"{total.early:>7}", HEADER)
     return total, {e: found[e] for e in executed_ids if e in found}
 
 

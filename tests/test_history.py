@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, create_engine, text
 from common.message import FireMessage
 from tests.conftest import System
 from tests.history import Call, Fault, Op, Row, check
-from tests.support import wait_until
+from tests.support import summarize, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,6 @@ AHEAD_MS = 500          # the dispatch-ahead time (the default)
 SLACK_MS = 150          # a call that passed its last check may be written this much later
 OPERATION_THREADS = 2
 # Filled by the test, printed at the end of the run (conftest).
-REPORT: list[tuple[str, int, str]] = []
 
 
 def now_ms() -> int:
@@ -338,7 +337,8 @@ def test_fire_history_under_random_operations_and_kills(history_system, target, 
     for op in driver.ops:
         kinds[op.kind] = kinds.get(op.kind, 0) + 1
     result.info.update({f"op {k}": n for k, n in sorted(kinds.items())})
-    REPORT.append((servers.name, seed, result.describe()))
+    for line in result.describe().splitlines():
+        summarize(f"fire history checker: {servers.name}, seed {seed}", line)
     if result.violations():
         dump = tmp_path / "history.json"
         dump.write_text(json.dumps({"ops": [vars(o) for o in driver.ops],
