@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support import Target, wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +21,6 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshot
 TIMEOUT_MS = 20_000
 
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def target():
-    """One target for the module: the jobs of earlier tests still call it."""
-    server = Target()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
