@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url, pool_size=settings.api_threads,
                          max_overflow=4) if settings.database_url.startswith("mysql") \
         else make_engine(settings.database_url)
-    redis_client = connect(settings.redis_url, socket_timeout=5)
+    redis_client = connect(settings.redis_url, settings.redis_cluster, socket_timeout=5)
     app.extensions["jobsched"] = Services(
         settings=settings,
         sessions=make_sessionmaker(engine),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import redis
+from redis.cluster import RedisCluster
 # Re-exported: the processes catch Redis failures without importing redis.
 from redis.exceptions import RedisError  # noqa: F401
 
@@ -25,9 +26,14 @@ CALLING_MARK_TTL_MS = 24 * 3600 * 1000
 CLAIM_MEMORY_MS = 60_000
 
 
-def connect(url: str, **options) -> redis.Redis:
+def connect(url: str, cluster: bool = False, **options) -> redis.Redis:
+    """A client of the Redis at ``url``, or, with ``cluster``, of the Redis
+    Cluster that ``url`` names a node of (commands go to the node of their
+    keys' slot; one keyed by the prefix's hash tag goes to one node)."""
     options.setdefault("socket_connect_timeout", 5)
     options.setdefault("health_check_interval", 30)
+    if cluster:
+        return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
 
 

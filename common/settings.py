@@ -63,6 +63,8 @@ def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...],
     return tuple(out)
 
 
+# What Redis Cluster hashes instead of the whole key: the first {...} not empty.
+_HASH_TAG = re.compile(r"\{[^}]+\}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?")
 
 
@@ -125,6 +127,10 @@ class Settings:
                                 "SQLite or `mysql+pymysql://` URL")
     redis_url: str = setting("redis://127.0.0.1:6379/0", "JOBSCHED_REDIS_URL", "Redis")
     redis_prefix: str = setting("jobsched:", "JOBSCHED_REDIS_PREFIX", "prefix of every key")
+    redis_cluster: bool = setting(
+        False, "JOBSCHED_REDIS_CLUSTER", "talk to a Redis Cluster (`JOBSCHED_REDIS_URL` names "
+        "any node); the prefix must then hold a hash tag, e.g. `{jobsched}:`, so that every "
+        "script's keys share one slot")
     api_host: str = setting("127.0.0.1", "JOBSCHED_API_HOST", "API bind address")
     api_port: int = setting(8000, "JOBSCHED_API_PORT", "API port", minimum=1)
     api_processes: int = setting(2, "JOBSCHED_API_PROCESSES", "gunicorn worker processes",
@@ -251,6 +257,9 @@ class Settings:
             )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("JOBSCHED_REDIS_URL must be a redis:// URL")
+        if self.redis_cluster and not _HASH_TAG.search(self.redis_prefix):
+            raise ConfigError("JOBSCHED_REDIS_PREFIX must hold a hash tag on a Redis Cluster, "
+                              "e.g. {jobsched}: (every script's keys must share one slot)")
         if self.default_timeout_ms > self.max_timeout_ms:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
         if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:

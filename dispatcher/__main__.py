@@ -15,7 +15,7 @@ from dispatcher.loop import Dispatcher
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     configure(settings.log_level, "dispatcher", settings.log_format)
-    store = DispatcherRedis(connect(settings.redis_url, socket_timeout=10),
+    store = DispatcherRedis(connect(settings.redis_url, settings.redis_cluster, socket_timeout=10),
                        Keys(settings.redis_prefix))
     sessions = make_sessionmaker(make_engine(settings.database_url))
     dispatcher = Dispatcher(settings, store, sessions)

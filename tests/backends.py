@@ -18,6 +18,7 @@ from pathlib import Path
 import pymysql
 import redis
 
+from common.redisstore import connect
 from migrations import upgrade
 from tests.support import free_port
 
@@ -34,14 +35,16 @@ class Backend:
     database_url: str
     redis_url: str
     prefix: str
+    cluster: bool = False   # redis_url names a node of a Redis Cluster
 
     def env(self) -> dict:
         return {"JOBSCHED_DATABASE_URL": self.database_url,
                 "JOBSCHED_REDIS_URL": self.redis_url,
-                "JOBSCHED_REDIS_PREFIX": self.prefix}
+                "JOBSCHED_REDIS_PREFIX": self.prefix,
+                "JOBSCHED_REDIS_CLUSTER": str(self.cluster).lower()}
 
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url)
+        return connect(self.redis_url, self.cluster)
 
     def reset(self) -> None:
         """Back to a freshly migrated, empty state: every row (the schema's

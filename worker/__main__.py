@@ -21,7 +21,8 @@ def main(settings: Settings | None = None) -> None:
     configure(settings.log_level, "worker", settings.log_format)
     # The socket must outlive the blocking pop. Connections: the popper, the
     # result writer, heartbeat, webhooks and the loop's Redis helper threads.
-    client = connect(settings.redis_url, socket_timeout=POP_TIMEOUT_S + 10,
+    client = connect(settings.redis_url, settings.redis_cluster,
+                     socket_timeout=POP_TIMEOUT_S + 10,
                      max_connections=32)
     store = WorkerRedis(client, Keys(settings.redis_prefix))
     engine = make_engine(settings.database_url)
