@@ -20,6 +20,7 @@ class RedisClusterServers:
     def __init__(self, workdir: Path, masters: int = 3, replicas_each: int = 1):
         self.workdir = workdir
         self.ports = [free_port() for _ in range(masters * (1 + replicas_each))]
+        self.replicas = masters * replicas_each
         self.processes: dict[int, subprocess.Popen] = {}
         try:
             for port in self.ports:
@@ -68,12 +69,17 @@ class RedisClusterServers:
                 time.sleep(0.05)
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every node says the cluster is ok and every slot is served."""
+        """Until every node says the cluster is ok, and every replica has its
+        master's data (a replica that never synced cannot take over)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if all(self.node(p).cluster("info")["cluster_state"] == "ok"
-                       for p in self.processes):
+                infos = [self.node(p).info("replication") for p in self.processes]
+                linked = sum(1 for i in infos if i["role"] == "slave"
+                             and i.get("master_link_status") == "up")
+                if linked == self.replicas and all(
+                        self.node(p).cluster("info")["cluster_state"] == "ok"
+                        for p in self.processes):
                     return
             except redis.RedisError:
                 pass
@@ -92,3 +98,18 @@ class RedisClusterServers:
                 proc.wait()
         self.processes.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving ``key``'s slot, as a live node sees it."""
+        node = self.node(next(iter(self.processes)))
+        slot = node.cluster("keyslot", key)
+        for start, end, master, *_ in node.cluster("slots"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (its replica takes over after the node timeout)."""
+        proc = self.processes.pop(port)
+        proc.kill()
+        proc.wait()

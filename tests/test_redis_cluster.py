@@ -4,6 +4,7 @@ deployment lives in one slot, so every Lua script runs as on one Redis.
 (One shard: JOBSCHED_SHARDS, issue 16, spreads the schedule over slots.)"""
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 
@@ -47,17 +48,24 @@ def test_the_prefix_puts_every_key_in_one_slot_of_the_cluster(cluster):
     store.client.close()
 
 
-@pytest.fixture
-def cluster_system(cluster, servers, tmp_path):
+@contextmanager
+def running_system(cluster, servers, log_dir):
+    """api, a dispatcher and two workers on the cluster, under a prefix of their own."""
     base = servers.new_backend()
     backend = Backend(base.name, base.database_url, cluster.url,
                       f"{{jobsched-{uuid.uuid4().hex[:8]}}}:", cluster=True)
-    system = System(backend, tmp_path)
+    system = System(backend, log_dir)
     try:
         system.start(workers=2, dispatchers=1)
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture
+def cluster_system(cluster, servers, tmp_path):
+    with running_system(cluster, servers, tmp_path) as system:
+        yield system
 
 
 def test_every_second_jobs_fire_once_per_second_on_a_cluster(cluster_system, target):
@@ -75,3 +83,35 @@ def test_every_second_jobs_fire_once_per_second_on_a_cluster(cluster_system, tar
     assert rows  # recorded through the cluster's in-flight lists and acknowledgements
     assert system.leader() == "dispatcher-1"
 
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    servers = RedisClusterServers(tmp_path / "redis-cluster")
+    yield servers
+    servers.stop()
+
+
+def test_a_master_killed_is_replaced_by_its_replica_and_fires_go_on(own_cluster, servers,
+                                                                     tmp_path, target):
+    """SIGKILL of the master holding the deployment's slot (on a cluster of
+    its own): its replica is promoted (cluster failover) and every process
+    reconnects to it; the job fires again, and no fire is called twice."""
+    with running_system(own_cluster, servers, tmp_path) as system:
+        failover(system, own_cluster, target)
+
+
+def failover(system, cluster, target):
+    job = system.api.create(schedule="* * * * * *", api=target.url("/ok/failover"))
+    wait_until(lambda: len(target.received("/ok/failover")) >= 2, 20, message="fires")
+    master = cluster.master_of(system.keys.schedule)
+    cluster.kill(master)
+    wait_until(lambda: cluster.master_of(system.keys.schedule) != master, 30,
+               message="the replica promoted")
+    after = len(target.received("/ok/failover"))
+    wait_until(lambda: len(target.received("/ok/failover")) >= after + 3, 60,
+               message="fires after the failover")
+    calls = Counter(c.headers["X-Jobsched-Execution-Id"]
+                    for c in target.received("/ok/failover"))
+    assert {e: n for e, n in calls.items() if n > 1} == {}
+    assert system.api.delete(f"/jobs/{job['jobId']}").status_code == 204
