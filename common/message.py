@@ -14,8 +14,9 @@ Keys come in any order. The fire time is a string in format 2: cjson
 writes numbers with 14 significant digits, too few for a millisecond
 after the year 2286. Lua builds and edits messages with cjson from
 fields (claim_due.lua, release_inflight.lua) and carries the spec string
-as it is stored, never decoding it to build a message. ``"m": 1`` marks a fire a user
-asked for (run now, replay): it runs even while the job is paused.
+as it is stored, never decoding it to build a message. ``"m": 1`` marks a
+fire a user asked for (run now, replay): it runs even while the job is
+paused.
 
 Two records share the shape and are written, not called: a skip record
 (fires the dispatcher skipped by misfire policy) carries ``"skip": {"reason",

@@ -10,6 +10,7 @@ import pytest
 
 from common.errors import ConfigError
 from common.keys import Keys
+from common.redisstore import connect
 from common.settings import Settings
 from tests.backends import Backend
 from tests.cluster import RedisClusterServers
@@ -36,7 +37,7 @@ def test_a_cluster_needs_a_hash_tagged_prefix():
 
 def test_the_prefix_puts_every_key_in_one_slot_of_the_cluster(cluster):
     keys = Keys("{jobsched-slot}:")
-    store = EveryRole(Backend("-", "-", cluster.url, keys.prefix, cluster=True).redis(), keys)
+    store = EveryRole(connect(cluster.url, cluster=True), keys)
     names = [keys.jobs, keys.schedule, keys.ready, keys.retry, keys.leader, keys.metrics,
              keys.inflight("w"), keys.fire_mark("j:1", 1), keys.running("j"),
              keys.heartbeat("w"), keys.once("t"), keys.system_alert("backlog")]

@@ -21,7 +21,8 @@
 -- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
 -- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
 -- ARGV[4] time-to-live of a mark naming the copy sent back (ms)
--- then per message, two values: the message and its kind: 'L' ATLEAST_ONCE, 'M' ATMOST_ONCE, 'R' a record
+-- then per message, two values: the message and its kind: 'L' ATLEAST_ONCE,
+-- 'M' ATMOST_ONCE, 'R' a record
 -- Returns {requeued, lost, dropped}, -1 without the lease, -2 while the
 -- worker's heartbeat is alive.
 if ARGV[2] ~= '' then
