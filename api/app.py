@@ -14,9 +14,8 @@ from api.routes import history, jobs, schedules, system
 from api.services import Services
 from common.db import make_engine, make_sessionmaker
 from common.errors import JobschedError
-from common.keys import Keys
-from common.redisstore import connect
-from common.redis_api import ApiRedis
+from common.redisstore import RedisError, connect
+from common.redis_api import ApiShards
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,11 +33,14 @@ def create_app(settings: Settings | None = None) -> Flask:
                          max_overflow=4) if settings.database_url.startswith("mysql") \
         else make_engine(settings.database_url)
     redis_client = connect(settings.redis_url, settings.redis_cluster, socket_timeout=5)
-    app.extensions["jobsched"] = Services(
-        settings=settings,
-        sessions=make_sessionmaker(engine),
-        store=ApiRedis(redis_client, Keys(settings.redis_prefix)),
-    )
+    store = ApiShards.open(redis_client, settings.redis_prefix, settings.redis_shards)
+    try:
+        store.agree_on_count()
+    except RedisError:
+        log.warning("Redis unavailable at start: the shard count is checked by the "
+                    "dispatcher and the workers")
+    app.extensions["jobsched"] = Services(settings=settings, sessions=make_sessionmaker(engine),
+                                          store=store)
     if settings.api_token:
         require_token(app, settings.api_token)
     elif settings.auth == "none":

@@ -9,6 +9,15 @@ from api.services.observe import metric_totals, queue_state
 from common.metrics import COUNTERS, HISTOGRAMS
 
 
+SHARD_GAUGES = (
+    ("jobsched_shard_scheduled_jobs", "Jobs on the schedule, per shard", "scheduled"),
+    ("jobsched_shard_ready_messages", "Fires waiting for a worker, per shard", "ready"),
+    ("jobsched_shard_inflight_messages", "Fires held by workers, per shard", "inflight"),
+    ("jobsched_shard_retry_backlog", "Attempts waiting for their retry time, per shard",
+     "retry"),
+)
+
+
 class _Collector:
     def __init__(self, services: Services):
         self.services = services
@@ -45,10 +54,17 @@ class _Collector:
         yield gauge("jobsched_workers_alive", "Workers with a live heartbeat",
                     q["workersAlive"])
         leader = GaugeMetricFamily("jobsched_dispatcher_leader",
-                                   "1 for the dispatcher holding the lease", labels=["id"])
-        if q["leader"]:
-            leader.add_metric([q["leader"]], 1)
+                                   "1 for the dispatcher holding a shard's lease",
+                                   labels=["id", "shard"])
+        for shard in q["shards"]:
+            if shard["leader"]:
+                leader.add_metric([shard["leader"], str(shard["shard"])], 1)
         yield leader
+        for name, help_text, field in SHARD_GAUGES:
+            family = GaugeMetricFamily(name, help_text, labels=["shard"])
+            for shard in q["shards"]:
+                family.add_metric([str(shard["shard"])], shard[field] or 0)
+            yield family
         yield gauge("jobsched_leader_lease_age_seconds", "Since the leader took the lease",
                     (q["leaseAgeMs"] or 0) / 1000)
 

@@ -476,6 +476,18 @@ class HealthOut(BaseModel):
     readyQueue: DependencyState | None = None
 
 
+class ShardQueueState(BaseModel):
+    shard: int
+    scheduled: int
+    ready: int
+    retry: int
+    inflight: int
+    oldestReadyAgeMs: int | None
+    leader: str | None = Field(description="the dispatcher holding this shard's lease")
+    leaseRemainingMs: int | None
+    leaseAgeMs: int | None
+
+
 class QueueState(BaseModel):
     scheduled: int
     ready: int
@@ -483,9 +495,12 @@ class QueueState(BaseModel):
     inflight: int
     oldestReadyAgeMs: int | None
     workersAlive: int
-    leader: str | None
+    leader: str | None = Field(description="the dispatchers holding the leases, comma-separated "
+                                           "(one with one shard)")
+    leaderless: list[int] = Field(description="shards no dispatcher leads")
     leaseRemainingMs: int | None
-    leaseAgeMs: int | None
+    leaseAgeMs: int | None = Field(description="since the youngest lease was taken")
+    shards: list[ShardQueueState] = Field(description="per shard (JOBSCHED_SHARDS)")
 
 
 class JobCounts(BaseModel):

@@ -1,5 +1,12 @@
 """Every Redis key name, derived from one configurable prefix.
 
+With JOBSCHED_SHARDS=N above 1, the keys of the table above the row
+"shared by all shards" exist once per shard, each shard under its own
+hash-tagged prefix (``{jobsched:3}:schedule``), so that every script's keys
+share one slot of a Redis Cluster; a job lives in shard ``crc32(id) mod N``.
+The keys after that row are shared by all shards and stay under the prefix
+itself. With one shard, every key is under the prefix, as it always was.
+
 | key                  | type         | holds                                                   |
 |----------------------|--------------|---------------------------------------------------------|
 | jobs                 | HASH         | job id -> job spec JSON (what a worker needs to call it) |
@@ -13,7 +20,6 @@
 | fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the worker calling it, |
 |                      |              | then "done" once recorded (at most one call per attempt) |
 | results              | LIST         | results the database could not take yet (worker/spool.py) |
-| alert-delivery:<ref> | STRING + TTL | the worker delivering an alert's webhook (once, not twice) |
 | results-writing:<w>  | LIST         | spooled results a worker is writing (handed back if it dies) |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |
 | retry                | ZSET         | message of a fire's next attempt -> when it is due (ms) |
@@ -26,20 +32,34 @@
 | running:<job>        | STRING + TTL | execution id of the call in progress (concurrency=forbid)|
 | once:<token>         | STRING + TTL | a replay already queued (repeated requests are refused) |
 | leader:since         | STRING       | when the current leader acquired the lease (epoch ms)   |
-| metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
 | streaks              | HASH         | job id -> fires in a row that failed for good           |
+| *shared by all shards* |    |                                                         |
 | system-alert:<kind>  | STRING + TTL | a system alert raised recently (not raised again)       |
+| alert-delivery:<ref> | STRING + TTL | the worker delivering an alert's webhook (once, not twice) |
+| metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
+| shards               | STRING       | the number of shards the keys are laid out in           |
+| dispatchers          | ZSET         | dispatcher id -> until when it is alive (epoch ms): how  |
+|                      |              | many share the shards' leases                           |
 
 This table is copied into docs/architecture.md ("Redis keys") for redis-cli users.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Keys:
+    """The keys of one shard (``prefix``), and those shared by all shards
+    (``shared_prefix``; None: the same prefix, as with one shard)."""
+
     prefix: str = "jobsched:"
+    shared_prefix: str | None = None
+
+    @property
+    def shared(self) -> str:
+        return self.shared_prefix or self.prefix
 
     @property
     def jobs(self) -> str:
@@ -91,7 +111,15 @@ class Keys:
 
     @property
     def metrics(self) -> str:
-        return self.prefix + "metrics"
+        return self.shared + "metrics"
+
+    @property
+    def shard_count(self) -> str:
+        return self.shared + "shards"
+
+    @property
+    def dispatchers(self) -> str:
+        return self.shared + "dispatchers"
 
     @property
     def wake(self) -> str:
@@ -109,7 +137,7 @@ class Keys:
         return self.prefix + "results"
 
     def alert_delivery(self, ref: str) -> str:
-        return f"{self.prefix}alert-delivery:{ref}"
+        return f"{self.shared}alert-delivery:{ref}"
 
     def results_writing(self, worker_id: str) -> str:
         return f"{self.prefix}results-writing:{worker_id}"
@@ -127,4 +155,22 @@ class Keys:
         return f"{self.prefix}once:{token}"
 
     def system_alert(self, kind: str) -> str:
-        return f"{self.prefix}system-alert:{kind}"
+        return f"{self.shared}system-alert:{kind}"
+
+
+def shard_prefix(prefix: str, shard: int | str) -> str:
+    """``jobsched:`` or ``{jobsched}:`` -> ``{jobsched:3}:``: a hash tag per shard."""
+    stem = prefix.replace("{", "").replace("}", "").rstrip(":")
+    return f"{{{stem}:{shard}}}:"
+
+
+def shard_keys(prefix: str, count: int) -> list[Keys]:
+    """The keys of each of ``count`` shards (one shard: the prefix itself)."""
+    if count == 1:
+        return [Keys(prefix)]
+    return [Keys(shard_prefix(prefix, i), prefix) for i in range(count)]
+
+
+def shard_of(job_id: str, count: int) -> int:
+    """The shard a job lives in: stable across processes and restarts."""
+    return zlib.crc32(job_id.encode()) % count if count > 1 else 0

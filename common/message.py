@@ -211,6 +211,9 @@ class FireMessage:
     skip: dict | None = None   # set on a skip record: reason, count, last
     lost: bool = False         # a lost record: an at-most-once call whose worker stopped
     manual: bool = False       # run now or replay: runs while the job is paused
+    # The shard whose ready list it came from: its in-flight list, its mark
+    # and its acknowledgement are in that shard's keys. Not in the message.
+    shard: int = 0
 
     @property
     def execution_id(self) -> str:
@@ -222,14 +225,14 @@ class FireMessage:
         return self.skip is not None or self.lost
 
     @classmethod
-    def decode(cls, raw: bytes) -> "FireMessage":
+    def decode(cls, raw: bytes, shard: int = 0) -> "FireMessage":
         d = _envelope(raw)
         spec = d["spec"]
         if isinstance(spec, str):   # format 2
             spec = json.loads(spec)
         return cls(raw=raw, spec=JobSpec.from_dict(spec), fire_ms=int(d["t"]),
                    attempt=int(d["a"]), redeliveries=int(d.get("r", 0)), skip=d.get("skip"),
-                   lost=bool(d.get("lost")), manual=bool(d.get("m")))
+                   lost=bool(d.get("lost")), manual=bool(d.get("m")), shard=shard)
 
     @staticmethod
     def encode(spec_json: str, fire_ms: int, attempt: int = 1, redeliveries: int = 0,

@@ -3,12 +3,13 @@ live state) and the fires it queues (run now, replay). Publishing a job is
 common/publish.py's, through the base store."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
 
 from common.keys import Keys
-from dataclasses import dataclass
-
 from common.redisstore import RedisStore
+from common.shards import Shards
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,34 @@ class ApiRedis(RedisStore):
 
     def spooled(self) -> int:
         return self.client.llen(self.keys.results)
+
+
+class ApiShards(Shards[ApiRedis]):
+    """What the API reads and queues across shards: each job's state and
+    fires in its own shard, the queues of every shard."""
+
+    role = ApiRedis
+
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        """Each shard's queues, workers and lease, in shard order."""
+        return [store.queue_snapshot() for store in self]
+
+    def metric_fields(self) -> dict[bytes, bytes]:
+        return self.shared.metric_fields()
+
+    def live_state(self, job_ids: list[str]) -> list[tuple[float | None, bytes | None]]:
+        states: list = [None] * len(job_ids)
+        for shard, group in self.by_shard(job_ids, lambda job_id: job_id).items():
+            found = self[shard].live_state([job_id for _, job_id in group])
+            for (position, _), state in zip(group, found):
+                states[position] = state
+        return states
+
+    def enqueue(self, job_id: str, message: str) -> None:
+        self.for_job(job_id).enqueue(message)
+
+    def enqueue_once(self, job_id: str, token: str, message: str, guard_ms: int) -> bool:
+        return self.for_job(job_id).enqueue_once(token, message, guard_ms)
+
+    def spooled(self) -> int:
+        return sum(store.spooled() for store in self)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import redis
 
 from common.keys import Keys
-from common.message import MESSAGE_FORMAT
+from common.message import MESSAGE_FORMAT, FireMessage
 from common.redisstore import CLAIM_MEMORY_MS, Released, RedisStore
+from common.shards import Shards
 
 
 class DispatcherRedis(RedisStore):
@@ -138,3 +139,51 @@ class DispatcherRedis(RedisStore):
         """Leader only: hand on a worker's in-flight messages if its heartbeat
         expired (None without the lease; nothing while it is alive)."""
         return self.release(worker_id, self.inflight(worker_id), done_ttl_ms, leader)
+
+
+class DispatcherShards(Shards[DispatcherRedis]):
+    """The dispatcher's shards: each shard's lease and schedule through its
+    own gateway (``shards[i]``); here, what the reconciler reads and writes
+    by job, and the registry that shares the leases among dispatchers."""
+
+    role = DispatcherRedis
+
+    def job_states(self, job_ids: list[str]) -> list[tuple]:
+        """Per job, from its shard: see DispatcherRedis.job_states."""
+        states: list = [None] * len(job_ids)
+        for shard, group in self.by_shard(job_ids, lambda job_id: job_id).items():
+            found = self[shard].job_states([job_id for _, job_id in group])
+            for (position, _), state in zip(group, found):
+                states[position] = state
+        return states
+
+    def queue_retries(self, messages: dict[str, int]) -> None:
+        """Retry messages, each into its job's shard."""
+        groups = self.by_shard(list(messages), lambda m: FireMessage.decode(m.encode()).spec.id)
+        for shard, group in groups.items():
+            self[shard].queue_retries({message: messages[message] for _, message in group})
+
+    def register(self, dispatcher_id: str, lease_ms: int, now_ms: int) -> int:
+        """Say this dispatcher is alive for a lease length; returns how many
+        dispatchers are (each may lead ⌈shards / that⌉ shards)."""
+        key = self.keys.dispatchers
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(key, {dispatcher_id: now_ms + lease_ms})
+        pipe.zremrangebyscore(key, "-inf", f"({now_ms}")
+        pipe.zcard(key)
+        return max(1, pipe.execute()[-1])
+
+    def unregister(self, dispatcher_id: str) -> None:
+        self.client.zrem(self.keys.dispatchers, dispatcher_id)
+
+    def wait_for_wake(self, shards: list[int], timeout_s: float) -> bool:
+        """Sleep until the API nudges one of these shards or ``timeout_s``
+        passes. Over several shards, one BLPOP of all their wake lists:
+        only where they are on one Redis (``one_node``)."""
+        if len(shards) == 1:
+            return self[shards[0]].wait_for_wake(timeout_s)
+        wakes = [self[i].keys.wake for i in shards]
+        if self.client.blpop(wakes, timeout=timeout_s):
+            self.client.delete(*wakes)
+            return True
+        return False

@@ -7,7 +7,12 @@ import redis
 
 from common.keys import Keys
 from common.message import FireMessage
-from common.redisstore import CALLING_MARK_TTL_MS, RedisStore
+from common.redisstore import CALLING_MARK_TTL_MS, RedisError, RedisStore
+from common.shards import Shards
+
+# Over several shards, a worker with nothing to do watches one shard's ready
+# list this long, then looks at all of them again.
+SHARD_WAIT_S = 0.05
 
 
 class WorkerRedis(RedisStore):
@@ -131,3 +136,124 @@ class WorkerRedis(RedisStore):
 
     def reset_streak(self, job_id: str) -> None:
         self.client.hdel(self.keys.fail_streaks, job_id)
+
+
+class WorkerShards(Shards[WorkerRedis]):
+    """A worker's shards: it pops from all of them fairly, holds one
+    in-flight list in each, beats in each (each shard's reaper looks there)
+    and acknowledges each message in the shard it came from."""
+
+    role = WorkerRedis
+
+    def __init__(self, stores: list[WorkerRedis]):
+        super().__init__(stores)
+        self._turn = 0   # the shard popped first next time (rotates: none starves)
+
+    def _rotation(self) -> list[int]:
+        start, self._turn = self._turn, (self._turn + 1) % self.count
+        return [(start + i) % self.count for i in range(self.count)]
+
+    def pop_ready(self, worker_id: str, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` ready messages, moved into this worker's in-flight
+        lists: an equal part from each shard, then what others left over. A
+        shard that cannot be reached is passed over (raised only when none
+        could be), so what the others gave is not stranded."""
+        taken: list[tuple[int, bytes]] = []
+        full, failure, reached = [], None, 0
+        part = -(-limit // self.count)
+        for shard in self._rotation():
+            try:
+                got = self[shard].pop_ready(worker_id, min(part, limit - len(taken)))
+            except RedisError as e:
+                failure = e
+                continue
+            reached += 1
+            taken += [(shard, raw) for raw in got]
+            if len(got) == part:
+                full.append(shard)
+        if not reached:
+            raise failure
+        for shard in full:
+            if len(taken) >= limit:
+                break
+            try:
+                got = self[shard].pop_ready(worker_id, limit - len(taken))
+            except RedisError:
+                continue
+            taken += [(shard, raw) for raw in got]
+        return taken
+
+    def wait_ready(self, worker_id: str, timeout_s: float) -> tuple[int, bytes] | None:
+        """Block until a message is ready and move it in flight. One BLMOVE
+        takes one source: over several shards, each wait watches one shard
+        for a short while (the next pop looks at all of them)."""
+        shard = self._rotation()[0]
+        if self.count > 1:
+            timeout_s = min(timeout_s, SHARD_WAIT_S)
+        raw = self[shard].wait_ready(worker_id, timeout_s)
+        return None if raw is None else (shard, raw)
+
+    def beat(self, worker_id: str, ttl_ms: int) -> None:
+        """Beat in every shard (one whose master is down must not let the
+        heartbeat lapse in the others: their leaders would hand on this
+        worker's messages)."""
+        self.each(lambda store: store.beat(worker_id, ttl_ms))
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        self.each(lambda store: store.drop_heartbeat(worker_id))
+
+    def leaders_and_ready_heads(self) -> list[tuple[str | None, bytes | None]]:
+        return [store.leader_and_ready_head() for store in self]
+
+    def take_results(self, worker_id: str, limit: int) -> tuple[int, list[bytes]]:
+        """Spooled results to write, from the first shard holding some."""
+        for shard in self._rotation():
+            entries = self[shard].take_results(worker_id, limit)
+            if entries:
+                return shard, entries
+        return 0, []
+
+    def results_written(self, worker_id: str, shard: int) -> None:
+        self[shard].results_written(worker_id)
+
+    def inflight(self, worker_id: str, shard: int) -> list[bytes]:
+        return self[shard].inflight(worker_id)
+
+    def release(self, worker_id: str, shard: int, messages: list[bytes], done_ttl_ms: int):
+        """This worker gives up messages of its in-flight list in ``shard``
+        (see RedisStore.release)."""
+        return self[shard].release(worker_id, messages, done_ttl_ms)
+
+    def drop_malformed(self, worker_id: str, shard: int, raw: bytes) -> None:
+        self[shard].drop_malformed(worker_id, raw)
+
+    def acquire_running(self, job_id: str, execution_id: str, expire_ms: int) -> bool:
+        return self.for_job(job_id).acquire_running(job_id, execution_id, expire_ms)
+
+    def release_running(self, job_id: str, execution_id: str) -> None:
+        self.for_job(job_id).release_running(job_id, execution_id)
+
+    def apply_streaks(self, events: list[tuple[str, str]]) -> list[int]:
+        """WorkerRedis.apply_streaks in each job's shard (in order per job)."""
+        values: list = [None] * len(events)
+        for shard, group in self.by_shard(events, lambda event: event[0]).items():
+            got = self[shard].apply_streaks([event for _, event in group])
+            for (position, _), value in zip(group, got):
+                values[position] = value
+        return values
+
+    def reset_streak(self, job_id: str) -> None:
+        self.for_job(job_id).reset_streak(job_id)
+
+    # The shared keys: alerts raised once across all workers.
+    def claim_system_alert(self, kind: str, now_ms: int, repeat_ms: int) -> bool:
+        return self.shared.claim_system_alert(kind, now_ms, repeat_ms)
+
+    def release_system_alert(self, kind: str) -> None:
+        self.shared.release_system_alert(kind)
+
+    def claim_alert_delivery(self, ref: str, ttl_ms: int) -> bool:
+        return self.shared.claim_alert_delivery(ref, ttl_ms)
+
+    def release_alert_delivery(self, ref: str) -> None:
+        self.shared.release_alert_delivery(ref)

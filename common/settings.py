@@ -65,6 +65,7 @@ def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...],
 
 # What Redis Cluster hashes instead of the whole key: the first {...} not empty.
 _HASH_TAG = re.compile(r"\{[^}]+\}")
+MAX_SHARDS = 1024
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?")
 
 
@@ -131,6 +132,10 @@ class Settings:
         False, "JOBSCHED_REDIS_CLUSTER", "talk to a Redis Cluster (`JOBSCHED_REDIS_URL` names "
         "any node); the prefix must then hold a hash tag, e.g. `{jobsched}:`, so that every "
         "script's keys share one slot")
+    redis_shards: int = setting(
+        1, "JOBSCHED_SHARDS", "shards of the schedule, each with its own keys (hash-tagged "
+        "into one slot each) and its own dispatcher lease; every process must use the same "
+        "count (docs/operations.md)", minimum=1)
     api_host: str = setting("127.0.0.1", "JOBSCHED_API_HOST", "API bind address")
     api_port: int = setting(8000, "JOBSCHED_API_PORT", "API port", minimum=1)
     api_processes: int = setting(2, "JOBSCHED_API_PROCESSES", "gunicorn worker processes",
@@ -260,6 +265,8 @@ class Settings:
         if self.redis_cluster and not _HASH_TAG.search(self.redis_prefix):
             raise ConfigError("JOBSCHED_REDIS_PREFIX must hold a hash tag on a Redis Cluster, "
                               "e.g. {jobsched}: (every script's keys must share one slot)")
+        if self.redis_shards > MAX_SHARDS:
+            raise ConfigError(f"JOBSCHED_SHARDS takes at most {MAX_SHARDS}")
         if self.default_timeout_ms > self.max_timeout_ms:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
         if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:

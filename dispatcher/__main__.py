@@ -4,10 +4,9 @@ from __future__ import annotations
 import signal
 
 from common.db import make_engine, make_sessionmaker
-from common.keys import Keys
 from common.logs import configure
 from common.redisstore import connect
-from common.redis_dispatcher import DispatcherRedis
+from common.redis_dispatcher import DispatcherShards
 from common.settings import Settings
 from dispatcher.loop import Dispatcher
 
@@ -15,10 +14,11 @@ from dispatcher.loop import Dispatcher
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     configure(settings.log_level, "dispatcher", settings.log_format)
-    store = DispatcherRedis(connect(settings.redis_url, settings.redis_cluster, socket_timeout=10),
-                       Keys(settings.redis_prefix))
+    shards = DispatcherShards.open(
+        connect(settings.redis_url, settings.redis_cluster, socket_timeout=10),
+        settings.redis_prefix, settings.redis_shards)
     sessions = make_sessionmaker(make_engine(settings.database_url))
-    dispatcher = Dispatcher(settings, store, sessions)
+    dispatcher = Dispatcher(settings, shards, sessions)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: dispatcher.stop_event.set())
     dispatcher.run_forever()

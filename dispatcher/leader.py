@@ -1,41 +1,96 @@
-"""The dispatcher lease: one leader at a time, fenced inside every script."""
+"""Shard leases: one leader per shard at a time, fenced inside every script.
+
+Any number of dispatchers share the shards. Each says it is alive in a
+registry (the ``dispatchers`` ZSET) and holds at most ⌈shards / dispatchers
+alive⌉ leases: a dispatcher that starts finds the others over their share
+give theirs back, and when one dies its leases lapse and the others, now
+with a larger share, take them within a lease length.
+"""
 from __future__ import annotations
 
 import logging
-
+import math
+import zlib
 
 from common.redisstore import RedisError
-from common.redis_dispatcher import DispatcherRedis
+from common.redis_dispatcher import DispatcherShards
 
 log = logging.getLogger(__name__)
 
 
-class Lease:
-    def __init__(self, store: DispatcherRedis, candidate: str, lease_ms: int):
-        self.store = store
+class ShardLeases:
+    def __init__(self, shards: DispatcherShards, candidate: str, lease_ms: int):
+        self.shards = shards
         self.candidate = candidate
         self.lease_ms = lease_ms
-        self.held = False
+        self.held: set[int] = set()
+        self._alive = 1   # dispatchers alive, as last counted
+        # Dispatchers starting together try the shards in different orders.
+        start = zlib.crc32(candidate.encode()) % shards.count
+        self._order = [(start + i) % shards.count for i in range(shards.count)]
 
-    def hold(self) -> bool:
-        """Acquire or renew; returns whether this process leads now.
+    def hold(self, now_ms: int) -> set[int]:
+        """Renew the leases held, give back those over this dispatcher's
+        share and take free ones up to it; returns the shards led now.
 
-        Every Lua script that changes the schedule checks the lease holder
-        again, so a leader paused past its lease cannot act on a stale belief.
+        Every Lua script that changes a shard checks its lease holder again,
+        so a leader paused past its lease cannot act on a stale belief.
         """
         try:
-            held = self.store.hold_lease(self.candidate, self.lease_ms)
+            self._alive = self.shards.register(self.candidate, self.lease_ms, now_ms)
         except RedisError:
-            log.warning("cannot reach Redis to renew the lease", exc_info=True)
+            # (The registry's node is down: each shard's lease still says
+            # who leads it.)
+            log.warning("cannot reach Redis to count the dispatchers; sharing as before")
+        share = math.ceil(self.shards.count / self._alive)
+        for shard in sorted(self.held):
+            self.renew(shard)
+        for shard in sorted(self.held, reverse=True)[:max(0, len(self.held) - share)]:
+            self.release(shard)
+        for shard in self._order:
+            if len(self.held) >= share:
+                break
+            if shard not in self.held:
+                self.renew(shard)
+        return set(self.held)
+
+    def renew(self, shard: int) -> bool:
+        """Acquire or renew one shard's lease; whether it is held now."""
+        try:
+            held = self.shards[shard].hold_lease(self.candidate, self.lease_ms)
+        except RedisError:
+            log.warning("cannot reach Redis to renew the lease of shard %d", shard)
             held = False
-        if held != self.held:
-            log.info("dispatcher %s %s leadership", self.candidate,
-                     "acquired" if held else "lost")
-        self.held = held
+        if held and shard not in self.held:
+            self.held.add(shard)
+            log.info("dispatcher %s took %s", self.candidate, self._name(shard))
+        elif not held:
+            self.forget({shard})
         return held
 
-    def release(self) -> None:
-        if not self.held:
-            return
-        self.store.release_lease(self.candidate)
-        self.held = False
+    def release(self, shard: int) -> None:
+        """Give a lease back (a stopping leader, or one over its share): a
+        standby takes it at once instead of after it runs out."""
+        if shard in self.held:
+            self.held.discard(shard)
+            try:
+                self.shards[shard].release_lease(self.candidate)
+            except RedisError:
+                log.warning("cannot reach Redis to give back %s; it lapses",
+                            self._name(shard))
+                return
+            log.info("dispatcher %s gave back %s", self.candidate, self._name(shard))
+
+    def release_all(self) -> None:
+        for shard in sorted(self.held):
+            self.release(shard)
+        self.shards.unregister(self.candidate)
+
+    def forget(self, shards: set[int]) -> None:
+        """These leases are not held (any more)."""
+        for shard in shards & self.held:
+            self.held.discard(shard)
+            log.info("dispatcher %s lost %s", self.candidate, self._name(shard))
+
+    def _name(self, shard: int) -> str:
+        return "the lease" if self.shards.count == 1 else f"the lease of shard {shard}"

@@ -1,20 +1,23 @@
 """The dispatcher's loop: ``run_once(now) -> seconds to sleep``, and
 ``run_forever()`` which sleeps until the earliest fire (woken early through
-the ``wake`` list when the API adds an earlier one)."""
+the ``wake`` list when the API adds an earlier one). Each step takes or
+renews this dispatcher's share of the shard leases (dispatcher/leader.py)
+and dispatches each shard it leads."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from functools import partial
 
 from sqlalchemy.orm import sessionmaker
 
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
-from common.redis_dispatcher import DispatcherRedis
+from common.redis_dispatcher import DispatcherShards
 from common.settings import Settings
 from common.timeutil import now_ms
-from dispatcher.leader import Lease
+from dispatcher.leader import ShardLeases
 from dispatcher.reaper import requeue_dead_workers
 from dispatcher.reconciler import Reconciler
 from dispatcher.retention import RetentionPurger
@@ -26,93 +29,152 @@ MAX_SLEEP_S = 0.5          # bounds reaction to a stop request and to housekeepi
 REDIS_TIMER_SLACK_S = 0.11
 REAP_INTERVAL_MS = 1_000
 CHECK_INIT_INTERVAL_MS = 1_000
+WAKE_POLL_S = 0.1          # a leader of shards on several cluster nodes looks this often
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, store: DispatcherRedis, sessions: sessionmaker):
+    def __init__(self, settings: Settings, shards: DispatcherShards, sessions: sessionmaker):
         self.settings = settings
-        self.store = store
+        self.shards = shards
         self.sessions = sessions
-        self.lease = Lease(store, settings.dispatcher_id, settings.leader_lease_ms)
+        self.leases = ShardLeases(shards, settings.dispatcher_id, settings.leader_lease_ms)
         self.stop_event = threading.Event()
-        self._was_leader = False
-        self._next_reap = 0
+        self._led: set[int] = set()   # shards led at the end of the last step
+        # shard -> when its workers may first be judged dead (epoch ms)
+        self._reap_from: dict[int, int] = {}
         self._next_init_check = 0
         self.metrics = MetricsRecorder()
-        self.reconciler = Reconciler(store, sessions, settings.reconcile_interval_ms,
-                                     lambda: self.lease.held,
+        self.reconciler = Reconciler(shards, sessions, settings.reconcile_interval_ms,
+                                     lambda: set(self.leases.held),
                                      settings.reconcile_full_interval_ms)
+        # The database's retention is one dispatcher's: the leader of shard 0.
         self.purger = RetentionPurger(sessions, settings.retention_days,
-                                      lambda: self.lease.held)
+                                      lambda: 0 in self.leases.held)
 
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""
         started = time.monotonic()
-        if not self.lease.hold():
-            self._was_leader = False
-            # A standby asks often (one EVAL per ask), so it takes over within
-            # half a second of the lease running out.
+        held = self.leases.hold(now)
+        if held - self._led:
+            self.reconciler.trigger.set()   # shards new to this leader: a full pass
+        for shard in held - self._led:
+            self._hold_off_reaping(shard, now)
+        self._led = held
+        if not held:
+            # A standby asks often (one EVAL per shard and ask), so it takes
+            # over within half a second of a lease running out.
             return min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
-        s = self.settings
+        self._check_layout(now, held)
+        # Each shard on its own: one whose Redis node is down (a failover
+        # under way) must not hold up the others.
+        for shard in sorted(held):
+            try:
+                self._reap(shard, now)
+                self._dispatch(shard, now)
+            except LostLease:
+                log.warning("lease of shard %d lost during dispatch; leaving it", shard)
+                self.leases.forget({shard})
+            except RedisError as e:
+                log.warning("shard %d cannot be reached (%s); the others go on", shard,
+                            type(e).__name__)
+                self._hold_off_reaping(shard, now)
         try:
-            if not self._was_leader:
-                self._was_leader = True
-                self.reconciler.trigger.set()
-            self._housekeeping(now)
-            finished = self.reconciler.finished.set   # record them in the database
-            recover_pending(self.store, s.dispatcher_id, now, s.misfire_grace_ms,
-                            self.lease.hold, finished)
-            dispatch_due(self.store, s.dispatcher_id, now, s.claim_batch_size,
-                         s.misfire_grace_ms, self.lease.hold, self.metrics, s.dispatch_ahead_ms,
-                         finished)
-            promote_retries(self.store, s.dispatcher_id, now, s.claim_batch_size)
-        except LostLease:
-            log.warning("lease lost during dispatch; standing by")
-            self._was_leader = False
-            return 0.0
-        self.store.add_metrics(self.metrics)
+            self.shards.add_metrics(self.metrics)
+        except RedisError:
+            pass   # kept by the recorder for the next step
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return self._seconds_until_next(now + elapsed_ms)
 
-    def _housekeeping(self, now: int) -> None:
-        s = self.settings
-        if now >= self._next_init_check:
-            self._next_init_check = now + CHECK_INIT_INTERVAL_MS
-            if not self.store.initialized():
-                log.warning("schedule not initialized in Redis: rebuilding from the database")
-                self.reconciler.trigger.set()
-        if now >= self._next_reap:
-            self._next_reap = now + REAP_INTERVAL_MS
-            self.metrics.inc("jobsched_redeliveries",
-                             requeue_dead_workers(self.store, s.dispatcher_id,
-                                                  s.fire_mark_ttl_ms))
+    def _dispatch(self, shard: int, now: int) -> None:
+        s, store = self.settings, self.shards[shard]
+        keep_lease = partial(self.leases.renew, shard)
+        finished = self.reconciler.finished.set   # record them in the database
+        recover_pending(store, s.dispatcher_id, now, s.misfire_grace_ms, keep_lease, finished)
+        dispatch_due(store, s.dispatcher_id, now, s.claim_batch_size, s.misfire_grace_ms,
+                     keep_lease, self.metrics, s.dispatch_ahead_ms, finished)
+        promote_retries(store, s.dispatcher_id, now, s.claim_batch_size)
+
+    def _check_layout(self, now: int, held: set[int]) -> None:
+        """Once a second: the shard count still agrees with Redis, and no
+        shard led lost its data (else the reconciler rebuilds it)."""
+        if now < self._next_init_check:
+            return
+        self._next_init_check = now + CHECK_INIT_INTERVAL_MS
+        try:
+            self.shards.agree_on_count()
+        except RedisError:
+            pass   # the shared keys' node is down: checked again next second
+        lost = [shard for shard, initialized in zip(
+            sorted(held), self._each_held(held, lambda store: store.initialized()))
+            if initialized is False]
+        if lost:
+            log.warning("schedule not initialized in Redis (shard %s): rebuilding from the "
+                        "database", ", ".join(map(str, lost)))
+            self.reconciler.trigger.set()
+
+    def _each_held(self, held: set[int], action) -> list:
+        """``action(store)`` per shard led, None where it could not be reached."""
+        results = []
+        for shard in sorted(held):
+            try:
+                results.append(action(self.shards[shard]))
+            except RedisError:
+                results.append(None)
+        return results
+
+    def _reap(self, shard: int, now: int) -> None:
+        """Once a second per shard: hand on the messages of its dead workers."""
+        if now < self._reap_from.get(shard, 0):
+            return
+        self._reap_from[shard] = now + REAP_INTERVAL_MS
+        self.metrics.inc("jobsched_redeliveries",
+                         requeue_dead_workers(self.shards[shard], self.settings.dispatcher_id,
+                                              self.settings.fire_mark_ttl_ms))
+
+    def _hold_off_reaping(self, shard: int, now: int) -> None:
+        """No worker of ``shard`` is judged dead for a heartbeat's lifetime:
+        a leader that just took the shard, or just reached Redis again (a
+        restart, a cluster failover), may find heartbeats lapsed only
+        because Redis could not be reached; live workers beat again within
+        a third of that time. Handing their messages on would call fires
+        they are calling."""
+        self._reap_from[shard] = now + self.settings.worker_heartbeat_ttl_ms
 
     def _seconds_until_next(self, now: int) -> float:
-        next_fire, next_retry = self.store.next_due()
         wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
-        # Fires are claimed dispatch_ahead_ms early; retries when due.
-        if next_fire is not None:
-            wait = min(wait, (next_fire - self.settings.dispatch_ahead_ms - now) / 1000.0)
-        if next_retry is not None:
-            wait = min(wait, (next_retry - now) / 1000.0)
+        for due in self._each_held(self.leases.held, lambda store: store.next_due()):
+            if due is None:   # not reached: looked at again after the longest sleep
+                continue
+            next_fire, next_retry = due
+            # Fires are claimed dispatch_ahead_ms early; retries when due.
+            if next_fire is not None:
+                wait = min(wait, (next_fire - self.settings.dispatch_ahead_ms - now) / 1000.0)
+            if next_retry is not None:
+                wait = min(wait, (next_retry - now) / 1000.0)
         return max(0.0, wait)
 
     def _wait(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        if seconds <= REDIS_TIMER_SLACK_S or not self.lease.held:
-            # Standbys sleep locally: the wake nudge belongs to the leader.
+        held = sorted(self.leases.held)
+        if seconds <= REDIS_TIMER_SLACK_S or not held:
+            # Standbys sleep locally: the wake nudges belong to the leaders.
             self.stop_event.wait(seconds)
+            return
+        if len(held) > 1 and not self.shards.one_node:
+            # Shards on several nodes of a cluster cannot be waited on in one
+            # command: look at them again soon instead.
+            self.stop_event.wait(min(seconds, WAKE_POLL_S))
             return
         # BLPOP on `wake` sleeps but returns as soon as the API schedules an
         # earlier fire. Redis notices an expired blocking timeout only on its
         # next timer tick (up to 100 ms late at hz 10), so block until a tick
         # before the due time; the next loop sleeps the rest locally.
-        self.store.wait_for_wake(seconds - REDIS_TIMER_SLACK_S)
+        self.shards.wait_for_wake(held, seconds - REDIS_TIMER_SLACK_S)
 
     def run_forever(self) -> None:
-        log.info("dispatcher %s ready (lease %d ms)", self.settings.dispatcher_id,
-                 self.settings.leader_lease_ms)
+        log.info("dispatcher %s ready (lease %d ms, %d shards)", self.settings.dispatcher_id,
+                 self.settings.leader_lease_ms, self.shards.count)
         self.reconciler.start()
         if self.settings.retention_days:
             self.purger.start()
@@ -121,11 +183,13 @@ class Dispatcher:
                 self._wait(self.run_once(now_ms()))
             except RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
+                for shard in range(self.shards.count):
+                    self._hold_off_reaping(shard, now_ms())
                 self.stop_event.wait(1.0)
         self.reconciler.stop()
         self.purger.stop()
         try:
-            self.lease.release()
+            self.leases.release_all()
         except RedisError:
             pass
         log.info("dispatcher %s stopped", self.settings.dispatcher_id)

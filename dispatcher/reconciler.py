@@ -23,6 +23,9 @@ records them). ATMOST_ONCE jobs resume from now: a fire whose message was
 lost with Redis may have been executed already, and must not run twice.
 After Redis lost everything, retries that were pending are queued again from
 the database (the last attempt of a fire failed and was not final).
+
+With several shards, a dispatcher reconciles the shards it leads: the jobs
+of the database that live in them, and their Redis keys.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from common.message import FireMessage, JobSpec, version_of_spec
 from common.models import Execution, Job
 from common.publish import publish, unpublish
 from common.redisstore import RedisError
-from common.redis_dispatcher import DispatcherRedis
+from common.redis_dispatcher import DispatcherRedis, DispatcherShards
 from common.schedule import ONCE, next_fire, timing_of
 from common.timeutil import now_ms
 
@@ -75,9 +78,11 @@ def resume_point(job: Job, last_fire: int | None, now: int) -> int:
     return max(last_fire or 0, job.updated_at_ms)
 
 
-def requeue_pending_retries(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
-    """Queue again the retries a lost Redis held: fires of ATLEAST_ONCE jobs
-    whose last attempt failed without being final, in the last day."""
+def requeue_pending_retries(shards: DispatcherShards, sessions: sessionmaker, now: int,
+                            lost: set[int] | None = None) -> int:
+    """Queue again the retries a lost Redis held (of the ``lost`` shards, or
+    all): fires of ATLEAST_ONCE jobs whose last attempt failed without being
+    final, in the last day."""
     later = aliased(Execution)
     query = (select(Execution, Job).join(Job, Job.id == Execution.job_id)
              .where(Execution.status == FAILED, Execution.final == false(),
@@ -88,9 +93,10 @@ def requeue_pending_retries(store: DispatcherRedis, sessions: sessionmaker, now:
     with sessions() as session:
         rows = session.execute(query).all()
     retries = {FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
-                                  row.attempt + 1): now for row, job in rows}
+                                  row.attempt + 1): now for row, job in rows
+               if lost is None or shards.index_of(job.id) in lost}
     if retries:
-        store.queue_retries(retries)
+        shards.queue_retries(retries)
         log.warning("queued %d pending retries again after Redis lost them", len(retries))
     return len(retries)
 
@@ -100,16 +106,17 @@ def _finished_version(entry: bytes | None) -> int | None:
     return int(entry.split(b":")[0]) if entry else None
 
 
-def reconcile(store: DispatcherRedis, sessions: sessionmaker, now: int,
-              is_leader: Callable[[], bool] = lambda: True,
-              changed_since: int | None = None) -> int:
-    """Repair every difference (or only those of jobs written at or after
-    ``changed_since``); returns the number of jobs repaired."""
+def reconcile(shards: DispatcherShards, sessions: sessionmaker, now: int,
+              held: Callable[[], set[int]], changed_since: int | None = None) -> int:
+    """Repair every difference in the shards ``held`` (or only those of jobs
+    written at or after ``changed_since``); returns the number of jobs
+    repaired."""
     repaired = 0
+    passed = held()
     # Keyset pages: by id over every job, by (updated_at_ms, id) over the
     # recently written ones (an index each, so neither reads the whole table).
     after_time, after_id = changed_since, ""
-    while is_leader():
+    while held():
         # Four columns per job; whole rows only for the few that differ.
         query = select(Job.id, Job.version, Job.enabled, Job.finished_at_ms, Job.updated_at_ms)
         if changed_since is None:
@@ -122,10 +129,14 @@ def reconcile(store: DispatcherRedis, sessions: sessionmaker, now: int,
             page = session.execute(query.limit(PAGE)).all()
         if not page:
             break
+        full_page = len(page) == PAGE
         after_time, after_id = page[-1].updated_at_ms, page[-1].id
+        led = held()
+        page = [row for row in page if shards.index_of(row.id) in led]
         ids = [row.id for row in page]
         differing = {}
-        for row, (spec_json, in_schedule, in_pending, done) in zip(page, store.job_states(ids)):
+        states = shards.job_states(ids) if ids else []
+        for row, (spec_json, in_schedule, in_pending, done) in zip(page, states):
             on_schedule = in_schedule is not None or in_pending is not None
             ended = row.finished_at_ms is not None or _finished_version(done) == row.version
             if version_of_spec(spec_json) < row.version or \
@@ -141,44 +152,54 @@ def reconcile(store: DispatcherRedis, sessions: sessionmaker, now: int,
         last_fires = _last_fires(sessions, resumed) if resumed else {}
         for job, on_schedule in stale:
             try:
-                repaired += _repair(store, job, on_schedule, last_fires.get(job.id), now)
+                repaired += _repair(shards, job, on_schedule, last_fires.get(job.id), now)
             except (RedisError, SQLAlchemyError):
                 raise
             except Exception:  # one broken row must not stop the others
                 log.exception("job %s could not be reconciled", job.id)
-        if len(page) < PAGE:
+        if not full_page:
             break
-    store.mark_initialized(now)
+    for shard in passed & held():
+        shards[shard].mark_initialized(now)
     if repaired:
         log.warning("reconciled %d jobs from the database into Redis", repaired)
     return repaired
 
 
-def prune_deleted(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
-    """Take out of Redis the jobs the database no longer has (a DELETE whose
-    Redis half failed), leaving their tombstones, and forget tombstones old
-    enough. Jobs reach Redis only after their row is committed, so a spec
-    without a row is always a deleted job."""
-    removed, cursor = 0, 0
-    while True:
-        cursor, ids = store.scan_job_ids(cursor, PAGE)
-        if ids:
-            with sessions() as session:
-                kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
-            for job_id in set(ids) - kept:
-                unpublish(store, job_id, now)
-                removed += 1
-        if cursor == 0:
-            break
-    store.prune_tombstones(now - TOMBSTONE_MS)
+def prune_deleted(shards: DispatcherShards, sessions: sessionmaker, now: int,
+                  held: set[int]) -> int:
+    """Take out of the shards ``held`` the jobs the database no longer has (a
+    DELETE whose Redis half failed), leaving their tombstones, and forget
+    tombstones old enough. Jobs reach Redis only after their row is
+    committed, so a spec without a row is always a deleted job."""
+    removed = 0
+    for shard in sorted(held):
+        store, cursor = shards[shard], 0
+        while True:
+            cursor, ids = store.scan_job_ids(cursor, PAGE)
+            if ids:
+                with sessions() as session:
+                    kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
+                for job_id in set(ids) - kept:
+                    unpublish(store, job_id, now)
+                    removed += 1
+            if cursor == 0:
+                break
+        store.prune_tombstones(now - TOMBSTONE_MS)
     if removed:
         log.warning("removed %d deleted jobs from Redis", removed)
     return removed
 
 
-def record_finished(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
+def record_finished(shards: DispatcherShards, sessions: sessionmaker, now: int,
+                    held: set[int]) -> int:
     """Write to the database the jobs whose last fire the dispatcher claimed
-    (Redis ``finished``), then forget them there; returns how many."""
+    (``finished`` of the shards ``held``), then forget them there; returns
+    how many."""
+    return sum(_record_finished(shards[shard], sessions, now) for shard in sorted(held))
+
+
+def _record_finished(store: DispatcherRedis, sessions: sessionmaker, now: int) -> int:
     entries = store.finished_jobs()
     if not entries:
         return 0
@@ -200,7 +221,7 @@ def record_finished(store: DispatcherRedis, sessions: sessionmaker, now: int) ->
     return done
 
 
-def _repair(store: DispatcherRedis, job: Job, on_schedule: bool, last_fire: int | None,
+def _repair(shards: DispatcherShards, job: Job, on_schedule: bool, last_fire: int | None,
             now: int) -> int:
     if job.finished_at_ms is not None:
         nxt = None
@@ -208,7 +229,7 @@ def _repair(store: DispatcherRedis, job: Job, on_schedule: bool, last_fire: int 
         since = now if on_schedule else resume_point(job, last_fire, now)
         nxt = next_fire(timing_of(job), since)
     # A fire at or before the job's last claimed one is moved past it there.
-    publish(store, job, nxt)
+    publish(shards, job, nxt)
     return 1
 
 
@@ -219,14 +240,14 @@ class Reconciler(threading.Thread):
 
     RETRY_S = 2.0
 
-    def __init__(self, store: DispatcherRedis, sessions: sessionmaker, interval_ms: int,
-                 is_leader: Callable[[], bool], full_interval_ms: int = 3_600_000):
+    def __init__(self, shards: DispatcherShards, sessions: sessionmaker, interval_ms: int,
+                 held: Callable[[], set[int]], full_interval_ms: int = 3_600_000):
         super().__init__(name="reconciler", daemon=True)
-        self.store = store
+        self.shards = shards
         self.sessions = sessions
         self.interval_s = interval_ms / 1000.0
         self.full_interval_s = full_interval_ms / 1000.0
-        self.is_leader = is_leader
+        self.held = held   # the shards this dispatcher leads now
         self.trigger = threading.Event()   # set: a full pass, now
         self.finished = threading.Event()  # set: jobs had their last fire claimed
         self.stopping = threading.Event()
@@ -234,22 +255,24 @@ class Reconciler(threading.Thread):
         self._next_full = 0.0
 
     def run_once(self, now: int, full: bool = True) -> bool:
-        """One pass if this process leads; False when it could not finish."""
-        if not self.is_leader():
+        """One pass over the shards this process leads; False when it could
+        not finish."""
+        held = self.held()
+        if not held:
             self._last_pass_began = None   # a new leader starts with a full pass
             return True
         try:
-            redis_was_lost = not self.store.initialized()
-            full = (full or redis_was_lost or self._last_pass_began is None
+            lost = {shard for shard in held if not self.shards[shard].initialized()}
+            full = (full or lost or self._last_pass_began is None
                     or time.monotonic() >= self._next_full)
             since = None if full else self._last_pass_began - CHANGED_SINCE_SLACK_MS
-            record_finished(self.store, self.sessions, now)
-            reconcile(self.store, self.sessions, now, self.is_leader, since)
+            record_finished(self.shards, self.sessions, now, held)
+            reconcile(self.shards, self.sessions, now, self.held, since)
             if full:
-                prune_deleted(self.store, self.sessions, now)
+                prune_deleted(self.shards, self.sessions, now, held & self.held())
                 self._next_full = time.monotonic() + self.full_interval_s
-            if redis_was_lost:
-                requeue_pending_retries(self.store, self.sessions, now)
+            if lost:
+                requeue_pending_retries(self.shards, self.sessions, now, lost)
             self._last_pass_began = now
             return True
         except (SQLAlchemyError, RedisError) as e:
@@ -260,10 +283,11 @@ class Reconciler(threading.Thread):
             return False
 
     def record_finished(self, now: int) -> None:
-        if not self.is_leader():
+        held = self.held()
+        if not held:
             return
         try:
-            record_finished(self.store, self.sessions, now)
+            record_finished(self.shards, self.sessions, now, held)
         except (SQLAlchemyError, RedisError) as e:
             log.warning("finished jobs not recorded yet: %s", type(e).__name__)
             self.finished.set()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pymysql
 import redis
 
+from common.keys import shard_prefix
 from common.redisstore import connect
 from migrations import upgrade
 from tests.support import free_port
@@ -36,12 +37,14 @@ class Backend:
     redis_url: str
     prefix: str
     cluster: bool = False   # redis_url names a node of a Redis Cluster
+    shards: int = 1
 
     def env(self) -> dict:
         return {"JOBSCHED_DATABASE_URL": self.database_url,
                 "JOBSCHED_REDIS_URL": self.redis_url,
                 "JOBSCHED_REDIS_PREFIX": self.prefix,
-                "JOBSCHED_REDIS_CLUSTER": str(self.cluster).lower()}
+                "JOBSCHED_REDIS_CLUSTER": str(self.cluster).lower(),
+                "JOBSCHED_SHARDS": str(self.shards)}
 
     def redis(self) -> redis.Redis:
         return connect(self.redis_url, self.cluster)
@@ -186,6 +189,7 @@ class MysqlServers:
 
 
 def clear_prefix(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
+    """Every key of the prefix, its shards' keys too (common/keys.py)."""
+    for pattern in (prefix + "*", shard_prefix(prefix, "*") + "*"):
+        for key in list(client.scan_iter(match=pattern, count=1000)):
+            client.delete(key)

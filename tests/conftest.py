@@ -9,7 +9,7 @@ import os
 import pytest
 
 from common.db import make_engine, make_sessionmaker
-from common.keys import Keys
+from common.keys import Keys, shard_keys
 from common.redis_api import ApiRedis
 from common.redis_dispatcher import DispatcherRedis
 from common.redis_worker import WorkerRedis
@@ -94,7 +94,9 @@ class System:
                                           JOBSCHED_WEBHOOK_BACKOFF_MS=100), log_dir)
         self.api = Api(f"http://127.0.0.1:{self.api_port}")
         self.redis = backend.redis()
-        self.keys = Keys(backend.prefix)
+        # Shard 0's keys (with one shard, every key); the shared keys too.
+        self.shards = shard_keys(backend.prefix, backend.shards)
+        self.keys = self.shards[0]
 
     def start(self, workers: int = 2, dispatchers: int = 1):
         self.procs.start("api", "api")
@@ -104,7 +106,7 @@ class System:
             self.start_worker(f"worker-{i}")
         wait_until(self.api.healthy, 30, message="API healthy")
         if dispatchers:
-            wait_until(lambda: self.redis.get(self.keys.leader), 30, message="a leader")
+            wait_until(lambda: all(self.leaders()), 30, message="a leader of every shard")
         wait_until(lambda: self.live_workers() >= workers, 30, message="workers alive")
 
     def start_worker(self, name: str, **env):
@@ -117,6 +119,11 @@ class System:
     def leader(self) -> str | None:
         holder = self.redis.get(self.keys.leader)
         return holder.decode() if holder else None
+
+    def leaders(self) -> list[str | None]:
+        """The holder of each shard's lease."""
+        holders = [self.redis.get(keys.leader) for keys in self.shards]
+        return [holder.decode() if holder else None for holder in holders]
 
     def live_workers(self) -> int:
         return sum(1 for w in self.redis.smembers(self.keys.workers)
@@ -217,7 +224,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        systems = [item.funcargs.get(name) for name in ("system", "fault_system")]
+        systems = [value for value in item.funcargs.values() if isinstance(value, System)]
         systems += getattr(item.funcargs.get("make_system"), "started", [])
         for system in filter(None, systems):
             report.sections.append(("process logs", system.procs.dump_logs()))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, create_engine, text
 
+from tests.support import summarize, wait_until
+
 SECTION = "fault injection: fires per scenario"
 HEADER = (f"{'scenario':<28}{'expected':>10}{'executed':>10}{'duplicated':>12}{'lost':>6}"
           f"{'unrecorded':>12}{'early':>7}")
@@ -121,12 +123,12 @@ def kill_worker_mid_call(system, target, name: str, kind: str | None = None) -> 
     given). Returns the execution ids it held: only these may be called again."""
     from common.message import FireMessage
     proc = system.procs.procs[name]
-    inflight = system.keys.inflight(f"{system.backend.prefix}{name}")
+    worker_id = f"{system.backend.prefix}{name}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         proc.send_signal(signal.SIGSTOP)
-        held = {m.execution_id: m.spec.type for m in
-                map(FireMessage.decode, system.redis.lrange(inflight, 0, -1))}
+        held = {m.execution_id: m.spec.type for keys in system.shards for m in
+                map(FireMessage.decode, system.redis.lrange(keys.inflight(worker_id), 0, -1))}
         on_the_wire = {r.headers["X-Jobsched-Execution-Id"] for r in target.in_progress()}
         if any(e in held and (kind is None or held[e] == kind) for e in on_the_wire):
             system.procs.kill(name)
@@ -163,3 +165,45 @@ def rows_by_fire(database_url: str, job_ids: list[str]) -> dict[str, list[RowSee
             return dict(found)
     finally:
         engine.dispose()
+
+
+def start_jobs(system, target, tag, behaviour="ok", count=4, **fields):
+    """Every-second jobs; returns {job id: target path}."""
+    jobs = {}
+    for i in range(count):
+        path = f"/{behaviour}/{tag}/{i}/"   # "/" ends it: not a prefix of another
+        jobs[system.api.create(schedule="* * * * * *", api=target.url(path), **fields)
+             ["jobId"]] = path
+    wait_until(lambda: all(len(target.received(p)) >= 2 for p in jobs.values()), 20,
+               message="jobs firing")
+    return jobs
+
+
+def account(name, system, target, jobs, until_ms, failing_attempts=0):
+    """Tally every fire of ``jobs`` from its first to ``until_ms``; returns
+    the tally and the rows of the fires executed."""
+    wait_until(lambda: all(any(r.scheduled_ms >= until_ms for r in target.received(p))
+                           for p in jobs.values()), 60, message=f"{name}: fires after the fault")
+    total = Tally()
+    executed_ids = set()
+    for path in jobs.values():
+        received = target.received(path)
+        first = min(r.scheduled_ms for r in received)
+        total.add(tally_every_second(received, first, until_ms, failing_attempts))
+        executed_ids |= {r.headers["X-Jobsched-Execution-Id"] for r in received
+                         if r.scheduled_ms <= until_ms}
+    db_url = system.backend.database_url
+
+    def rows():
+        return rows_by_fire(db_url, list(jobs))
+    try:
+        wait_until(lambda: executed_ids <= set(rows()), 60, interval=0.5,
+                   message=f"{name}: executions recorded")
+    except AssertionError:
+        pass  # counted below
+    found = rows()
+    total.unrecorded = len(executed_ids - set(found))
+    summarize(SECTION, f"{name:<28}{total.expected:>10}{total.executed:>10}"
+              f"{total.duplicated:>12}{total.lost:>6}{total.unrecorded:>12}"
+              f"{total.early:>7}", HEADER)
+    return total, {e: found[e] for e in executed_ids if e in found}

@@ -2,6 +2,7 @@
 a real database, no sleeping."""
 from common.message import FireMessage, JobSpec
 from common.models import Execution, Job
+from common.redis_dispatcher import DispatcherShards
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
@@ -20,7 +21,7 @@ def make_dispatcher(backend, store, sessions, name="d1", **overrides) -> Dispatc
     overrides.setdefault("dispatch_ahead_ms", 0)
     settings = Settings(database_url=backend.database_url, redis_url=backend.redis_url,
                         redis_prefix=backend.prefix, dispatcher_id=name, **overrides)
-    return Dispatcher(settings, store, sessions)
+    return Dispatcher(settings, DispatcherShards([store]), sessions)
 
 
 def add_job(sessions, job_id, schedule="* * * * * *", enabled=True, type="ATLEAST_ONCE",
@@ -238,12 +239,12 @@ def test_jobs_deleted_from_the_database_are_pruned_from_redis(backend, store, se
     add_job(sessions, "kept")
     put(store, "kept", T0 + 1000)
     put(store, "deleted", T0 + 1000)  # its row is gone; Redis missed the DELETE
-    assert prune_deleted(store, sessions, T0) == 1
+    assert prune_deleted(DispatcherShards([store]), sessions, T0, {0}) == 1
     assert store.client.hexists(store.keys.jobs, "kept")
     assert not store.client.hexists(store.keys.jobs, "deleted")
     assert store.client.zscore(store.keys.schedule, "deleted") is None
     assert store.client.zscore(store.keys.deleted, "deleted") == T0   # its tombstone
-    prune_deleted(store, sessions, T0 + 25 * 3600_000)   # tombstones last a day
+    prune_deleted(DispatcherShards([store]), sessions, T0 + 25 * 3600_000, {0})   # tombstones last a day
     assert store.client.zscore(store.keys.deleted, "deleted") is None
 
 

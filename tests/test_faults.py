@@ -21,9 +21,9 @@ import pytest
 from common.message import FireMessage
 from tests.backends import BundledRedis, Backend
 from tests.conftest import BACKENDS, System
-from tests.faults import (HEADER, SECTION, Tally, TcpProxy, kill_worker_mid_call, rows_by_fire,
-                          tally_every_second)
-from tests.support import summarize, wait_until
+from tests.faults import (TcpProxy, account, kill_worker_mid_call, rows_by_fire,
+                          start_jobs)
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif("mysql" not in BACKENDS,
@@ -60,48 +60,6 @@ def fault_system(mysql, tmp_path):
         system.stop()
         proxy.close()
         redis_server.stop()
-
-
-def start_jobs(system, target, tag, behaviour="ok", count=4, **fields):
-    """Every-second jobs; returns {job id: target path}."""
-    jobs = {}
-    for i in range(count):
-        path = f"/{behaviour}/{tag}/{i}"
-        jobs[system.api.create(schedule="* * * * * *", api=target.url(path), **fields)
-             ["jobId"]] = path
-    wait_until(lambda: all(len(target.received(p)) >= 2 for p in jobs.values()), 20,
-               message="jobs firing")
-    return jobs
-
-
-def account(name, system, target, jobs, until_ms, failing_attempts=0):
-    """Tally every fire of ``jobs`` from its first to ``until_ms``; returns
-    the tally and the rows of the fires executed."""
-    wait_until(lambda: all(any(r.scheduled_ms >= until_ms for r in target.received(p))
-                           for p in jobs.values()), 60, message=f"{name}: fires after the fault")
-    total = Tally()
-    executed_ids = set()
-    for path in jobs.values():
-        received = target.received(path)
-        first = min(r.scheduled_ms for r in received)
-        total.add(tally_every_second(received, first, until_ms, failing_attempts))
-        executed_ids |= {r.headers["X-Jobsched-Execution-Id"] for r in received
-                         if r.scheduled_ms <= until_ms}
-    db_url = system.backend.database_url
-
-    def rows():
-        return rows_by_fire(db_url, list(jobs))
-    try:
-        wait_until(lambda: executed_ids <= set(rows()), 60, interval=0.5,
-                   message=f"{name}: executions recorded")
-    except AssertionError:
-        pass  # counted below
-    found = rows()
-    total.unrecorded = len(executed_ids - set(found))
-    summarize(SECTION, f"{name:<28}{total.expected:>10}{total.executed:>10}"
-              f"{total.duplicated:>12}{total.lost:>6}{total.unrecorded:>12}"
-              f"{total.early:>7}", HEADER)
-    return total, {e: found[e] for e in executed_ids if e in found}
 
 
 def assert_one_success_row_each(rows, may_repeat=frozenset()):

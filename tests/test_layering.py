@@ -44,8 +44,8 @@ def test_the_check_sees_what_it_forbids(tmp_path):
 
 GATEWAYS = {"api": "common.redis_api", "dispatcher": "common.redis_dispatcher",
             "worker": "common.redis_worker"}
-BUILT_IN = {"api/app.py": "ApiRedis(", "dispatcher/__main__.py": "DispatcherRedis(",
-            "worker/__main__.py": "WorkerRedis("}
+BUILT_IN = {"api/app.py": "ApiShards.open(", "dispatcher/__main__.py": "DispatcherShards.open(",
+            "worker/__main__.py": "WorkerShards.open("}
 
 
 def test_each_process_reaches_redis_through_its_own_gateway():
@@ -60,4 +60,4 @@ def test_each_process_reaches_redis_through_its_own_gateway():
                     found.append(f"{package}/{path.name} imports {node.module}")
     assert found == []
     for path, built in BUILT_IN.items():
-        assert built in (ROOT / path).read_text(), f"{path} does not build its {built[:-1]}"
+        assert built in (ROOT / path).read_text(), f"{path} does not build its {built[:-6]}"

@@ -47,7 +47,8 @@ def test_metrics_count_a_known_workload_across_two_workers(own_system, target):
     assert m[("jobsched_lateness_seconds_bucket", (("le", "+Inf"),))] == 5
     assert m[("jobsched_fires_dispatched_total", ())] == 5
     assert m[("jobsched_workers_alive", ())] == 2
-    assert m[("jobsched_dispatcher_leader", (("id", "dispatcher-1"),))] == 1
+    assert m[("jobsched_dispatcher_leader", (("id", "dispatcher-1"), ("shard", "0")))] == 1
+    assert m[("jobsched_shard_scheduled_jobs", (("shard", "0"),))] == 0
     assert m[("jobsched_scheduled_jobs", ())] == 0  # one-time jobs are done
     # Both worker processes took part, and the totals are their sum.
     engine = create_engine(system.backend.database_url)

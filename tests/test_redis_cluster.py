@@ -1,7 +1,7 @@
 """jobsched on a real Redis Cluster (three masters, three replicas): with
 JOBSCHED_REDIS_CLUSTER=true and a hash-tagged prefix every key of a
 deployment lives in one slot, so every Lua script runs as on one Redis.
-(One shard: JOBSCHED_SHARDS, issue 16, spreads the schedule over slots.)"""
+(One shard; tests/test_shards.py spreads the schedule over slots.)"""
 import uuid
 from collections import Counter
 from contextlib import contextmanager
@@ -93,13 +93,18 @@ def own_cluster(tmp_path):
     servers.stop()
 
 
-def test_a_master_killed_is_replaced_by_its_replica_and_fires_go_on(own_cluster, servers,
-                                                                     tmp_path, target):
+@pytest.fixture
+def own_cluster_system(own_cluster, servers, tmp_path):
+    with running_system(own_cluster, servers, tmp_path) as system:
+        yield system
+
+
+def test_a_master_killed_is_replaced_by_its_replica_and_fires_go_on(own_cluster_system,
+                                                                     own_cluster, target):
     """SIGKILL of the master holding the deployment's slot (on a cluster of
     its own): its replica is promoted (cluster failover) and every process
     reconnects to it; the job fires again, and no fire is called twice."""
-    with running_system(own_cluster, servers, tmp_path) as system:
-        failover(system, own_cluster, target)
+    failover(own_cluster_system, own_cluster, target)
 
 
 def failover(system, cluster, target):

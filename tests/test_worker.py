@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from common.message import FireMessage, JobSpec
 from common.models import Alert, Execution
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from common.timeutil import now_ms
 from worker.runner import CLOCK_SLACK_MS, Worker
@@ -19,7 +20,7 @@ FIRE = 1_764_700_000_000   # fires in the past: sent as soon as they pass the ga
 @pytest.fixture
 def worker(store, engine):
     store.client.set(store.keys.initialized, 1)
-    w = Worker(Settings(worker_id="w1", webhook_attempts=1), store, engine)
+    w = Worker(Settings(worker_id="w1", webhook_attempts=1), WorkerShards([store]), engine)
     w.start()
     yield w
     w.stop()

@@ -67,13 +67,15 @@ def test_a_result_that_cannot_be_recorded_costs_only_itself(engine, store, sessi
 
     from common.metrics import MetricsRecorder
     from common.models import Alert, Execution
+    from common.redis_worker import WorkerShards
     from worker.results import ResultWriter
 
     class NoWebhooks:
         def send(self, alert, body):
             pass
     settings = Settings(worker_id="w1")
-    writer = ResultWriter(engine, store, settings, NoWebhooks(), MetricsRecorder())
+    writer = ResultWriter(engine, WorkerShards([store]), settings, NoWebhooks(),
+                          MetricsRecorder())
     good = outcome(SUCCESS)
     # will_retry() compares the attempt with None: a TypeError while deciding.
     bad = outcome(FAILED, max_retries=None, job_id="bad")

@@ -5,10 +5,9 @@ import signal
 import sys
 
 from common.db import make_engine
-from common.keys import Keys
 from common.logs import configure
 from common.redisstore import connect
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from worker.runner import POP_TIMEOUT_S, Worker
 
@@ -24,7 +23,8 @@ def main(settings: Settings | None = None) -> None:
     client = connect(settings.redis_url, settings.redis_cluster,
                      socket_timeout=POP_TIMEOUT_S + 10,
                      max_connections=32)
-    store = WorkerRedis(client, Keys(settings.redis_prefix))
+    store = WorkerShards.open(client, settings.redis_prefix, settings.redis_shards)
+    store.agree_on_count()
     engine = make_engine(settings.database_url)
     worker = Worker(settings, store, engine)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,7 +14,7 @@ import time
 from typing import Awaitable, Callable
 
 from common.message import FireMessage
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 
 MIN_LEAD_MS = 5
 MAX_LEAD_MS = 50
@@ -24,7 +24,7 @@ Answer = str | bytes   # see WorkerRedis.begin_fires
 
 
 class Gate:
-    def __init__(self, loop: asyncio.AbstractEventLoop, store: WorkerRedis, worker_id: str,
+    def __init__(self, loop: asyncio.AbstractEventLoop, store: WorkerShards, worker_id: str,
                  in_redis: Callable[..., Awaitable], stale_after_s: float):
         self.loop = loop
         self.store = store
@@ -57,17 +57,23 @@ class Gate:
         return await waiter
 
     def _flush(self, key: int | None) -> None:
-        batch = self._waiting.pop(key, [])
-        for i in range(0, len(batch), CHUNK):
-            task = self.loop.create_task(self._check(batch[i:i + CHUNK]))
-            self._checks.add(task)
-            task.add_done_callback(self._checks.discard)
+        # One script call per shard (the one each message came from): a
+        # shard that cannot be reached fails only its own fires.
+        by_shard: dict[int, list] = {}
+        for waiting in self._waiting.pop(key, []):
+            by_shard.setdefault(waiting[0].shard, []).append(waiting)
+        for shard, batch in by_shard.items():
+            for i in range(0, len(batch), CHUNK):
+                task = self.loop.create_task(self._check(shard, batch[i:i + CHUNK]))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
 
-    async def _check(self, batch: list[tuple[FireMessage, float, asyncio.Future]]) -> None:
+    async def _check(self, shard: int,
+                     batch: list[tuple[FireMessage, float, asyncio.Future]]) -> None:
         started = time.monotonic()
         fires = [(msg, started - popped > self.stale_after_s) for msg, popped, _ in batch]
         try:
-            answers = await self.in_redis(self.store.begin_fires, self.worker_id, fires)
+            answers = await self.in_redis(self.store[shard].begin_fires, self.worker_id, fires)
         except Exception as e:   # each waiter gets the error, so each call handles it
             for _, _, waiter in batch:
                 if not waiter.done():

@@ -7,14 +7,14 @@ import threading
 
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, store: WorkerRedis, worker_id: str, ttl_ms: int,
+    def __init__(self, store: WorkerShards, worker_id: str, ttl_ms: int,
                  metrics: MetricsRecorder | None = None, on_beat=None,
                  healthy=lambda: True):
         super().__init__(name="heartbeat", daemon=True)

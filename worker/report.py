@@ -9,7 +9,7 @@ from functools import partial
 from common.jobs import SKIPPED
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from common.timeutil import now_ms
 from worker import streaks
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Reporter:
-    def __init__(self, store: WorkerRedis, records: Records, settings: Settings,
+    def __init__(self, store: WorkerShards, records: Records, settings: Settings,
                  webhooks: WebhookSender, metrics: MetricsRecorder):
         self.store = store
         self.records = records

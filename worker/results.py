@@ -25,9 +25,10 @@ import time
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from common.message import FireMessage
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from worker import spool
 from worker.decision import Recorded, mark_after, settle, unrecordable
@@ -46,7 +47,7 @@ SPOOL_CHECK_S = 1.0
 
 
 class ResultWriter(threading.Thread):
-    def __init__(self, engine: Engine, store: WorkerRedis, settings: Settings,
+    def __init__(self, engine: Engine, store: WorkerShards, settings: Settings,
                  webhooks: WebhookSender, metrics: MetricsRecorder,
                  on_done=lambda messages: None):
         super().__init__(name="result-writer", daemon=True)
@@ -141,12 +142,16 @@ class ResultWriter(threading.Thread):
                           outcome.message.execution_id, outcome.message.attempt)
             return unrecordable(outcome, e, self.settings)
 
-    def _ack(self, batch: list[Recorded], spool: list[str] = ()) -> None:
-        """Remove the messages from the in-flight list, settle their fires'
-        marks, schedule the retries, and keep ``spool`` entries, in one
-        transaction; retried while Redis does not answer."""
-        if not batch:
-            return
+    def _ack(self, batch: list[Recorded], spool: list[tuple[FireMessage, str]] = ()) -> None:
+        """Remove the messages from the in-flight lists, settle their fires'
+        marks, schedule the retries, and keep ``spool`` entries: one
+        transaction per shard the messages came from, each retried while its
+        shard does not answer (a shard done is not done twice)."""
+        for shard in sorted({r.outcome.message.shard for r in batch}):
+            mine = [r for r in batch if r.outcome.message.shard == shard]
+            self._ack_shard(shard, mine, [entry for msg, entry in spool if msg.shard == shard])
+
+    def _ack_shard(self, shard: int, batch: list[Recorded], spool: list[str]) -> None:
         done = [(r.outcome.message, mark_after(r.outcome)) for r in batch]
         retries = {(r.outcome.message.raw if r.outcome.status == DEFERRED
                     else r.outcome.message.next_attempt()): r.retry_at_ms
@@ -154,8 +159,8 @@ class ResultWriter(threading.Thread):
         backoff = 0.1
         while True:
             try:
-                found = self.store.acknowledge(self.worker_id, done, retries,
-                                               self.settings.fire_mark_ttl_ms, spool)
+                found = self.store[shard].acknowledge(self.worker_id, done, retries,
+                                                      self.settings.fire_mark_ttl_ms, spool)
                 break
             except RedisError as e:
                 log.warning("cannot acknowledge %d messages (%s); retrying", len(done),
@@ -172,8 +177,8 @@ class ResultWriter(threading.Thread):
     def _spool(self, batch: list[Recorded]) -> None:
         """Keep results in Redis while the database is down, acknowledging
         their messages in the same step."""
-        entries = [spool.encode(r.outcome, r.final, r.alerts, self.worker_id) for r in batch
-                   if r.outcome.status not in (DEFERRED, DROPPED)]
+        entries = [(r.outcome.message, spool.encode(r.outcome, r.final, r.alerts, self.worker_id))
+                   for r in batch if r.outcome.status not in (DEFERRED, DROPPED)]
         self._ack(batch, entries)
         self._spooled += len(entries)
 
@@ -187,7 +192,7 @@ class ResultWriter(threading.Thread):
         self._next_spool_write = now + (SPOOL_RETRY_S if self._database_down
                                         else SPOOL_CHECK_S)
         try:
-            entries = self.store.take_results(self.worker_id, self.batch_size)
+            shard, entries = self.store.take_results(self.worker_id, self.batch_size)
             if not entries:
                 if self._database_down:
                     self.records.probe()   # nothing to write: ask the database anyway
@@ -196,7 +201,7 @@ class ResultWriter(threading.Thread):
             recorded = self.records.write([
                 Recorded(o, final, alerts=alerts, worker_id=worker)
                 for o, final, alerts, worker in self._decoded(entries)])
-            self.store.results_written(self.worker_id)
+            self.store.results_written(self.worker_id, shard)
         except (DatabaseDown, SQLAlchemyError, RedisError) as e:
             log.debug("spooled results not written yet: %s", type(e).__name__)
             if not isinstance(e, RedisError):

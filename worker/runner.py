@@ -37,7 +37,7 @@ from common.jobs import CONCURRENCY_FORBID
 from common.message import FireMessage, JobSpec
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from common.timeutil import iso_ms, now_ms
 from worker.webhooks import WebhookSender
@@ -83,7 +83,7 @@ def _raise_open_files_limit() -> None:
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: WorkerRedis, engine: Engine):
+    def __init__(self, settings: Settings, store: WorkerShards, engine: Engine):
         self.settings = settings
         self.store = store
         self.id = settings.worker_id
@@ -108,12 +108,12 @@ class Worker:
         self._calls = 0
         self._calls_changed = threading.Condition()
         self._tasks: set[asyncio.Task] = set()
-        # Messages this process is working on. Anything else found in our
-        # in-flight list twice in a row is stranded (e.g. a BLMOVE whose reply
-        # was lost) and is handed back to the ready list.
-        self._in_hand: Counter[bytes] = Counter()
+        # Messages this process is working on, by (shard, message). Anything
+        # else found in our in-flight lists twice in a row is stranded (e.g. a
+        # BLMOVE whose reply was lost) and is handed back to the ready list.
+        self._in_hand: Counter[tuple[int, bytes]] = Counter()
         self._in_hand_lock = threading.Lock()
-        self._suspects: set[bytes] = set()
+        self._suspects: set[tuple[int, bytes]] = set()
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         self.watch = SystemWatch(store, engine, self.webhooks, settings)
         self.calls = threading.Thread(target=self.loop.run_forever, name="calls", daemon=True)
@@ -124,12 +124,14 @@ class Worker:
     def start(self) -> None:
         """Hand on what a previous run under this id held, then start the
         threads: the result writer, the calls' loop, the heartbeat."""
-        leftovers = self.store.release(self.id, self.store.inflight(self.id),
-                                       self.settings.fire_mark_ttl_ms)
-        if leftovers.total:
-            log.warning("worker %s: of the messages a previous run held, %d redelivered, "
-                        "%d at-most-once calls recorded as lost, %d duplicates dropped",
-                        self.id, leftovers.requeued, leftovers.lost, leftovers.dropped)
+        for shard in range(self.store.count):
+            leftovers = self.store.release(self.id, shard, self.store.inflight(self.id, shard),
+                                           self.settings.fire_mark_ttl_ms)
+            if leftovers.total:
+                log.warning("worker %s: of the messages a previous run held in shard %d, %d "
+                            "redelivered, %d at-most-once calls recorded as lost, %d "
+                            "duplicates dropped", self.id, shard, leftovers.requeued,
+                            leftovers.lost, leftovers.dropped)
         self.writer.start()
         self.calls.start()
         self.heartbeat.beat()
@@ -190,8 +192,8 @@ class Worker:
         try:
             raws = self.store.pop_ready(self.id, limit)
             if not raws and wait:
-                raw = self.store.wait_ready(self.id, POP_TIMEOUT_S)
-                raws = [raw] if raw is not None else []
+                popped = self.store.wait_ready(self.id, POP_TIMEOUT_S)
+                raws = [popped] if popped is not None else []
                 now = now_ms()
         except RedisError:
             log.warning("cannot pop from Redis; retrying", exc_info=True)
@@ -207,48 +209,50 @@ class Worker:
         self.loop.call_soon_threadsafe(self._start_calls, raws, now)
         return len(raws)
 
-    def _done_raw(self, raw: bytes) -> None:
+    def _done_raw(self, shard: int, raw: bytes) -> None:
         with self._in_hand_lock:
-            self._in_hand[raw] -= 1
-            if self._in_hand[raw] <= 0:
-                del self._in_hand[raw]
+            self._in_hand[shard, raw] -= 1
+            if self._in_hand[shard, raw] <= 0:
+                del self._in_hand[shard, raw]
 
     def _done(self, messages: list[FireMessage]) -> None:
         for msg in messages:
-            self._done_raw(msg.raw)
+            self._done_raw(msg.shard, msg.raw)
 
     def _sweep_stranded(self) -> None:
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         try:
-            listed = set(self.store.inflight(self.id))
+            listed = {(shard, raw) for shard in range(self.store.count)
+                      for raw in self.store.inflight(self.id, shard)}
             with self._in_hand_lock:
-                orphans = {raw for raw in listed if raw not in self._in_hand}
+                orphans = {item for item in listed if item not in self._in_hand}
             stranded = orphans & self._suspects
             self._suspects = orphans - stranded
-            if stranded:
-                moved = self.store.release(self.id, sorted(stranded),
+            for shard in sorted({shard for shard, _ in stranded}):
+                moved = self.store.release(self.id, shard,
+                                           sorted(raw for s, raw in stranded if s == shard),
                                            self.settings.fire_mark_ttl_ms)
                 log.warning("handed back %d stranded in-flight messages", moved.total)
         except RedisError:
             log.warning("in-flight sweep failed; will retry")
 
     # -- the calls (asyncio loop thread) --------------------------------------
-    def _start_calls(self, raws: list[bytes], now: int) -> None:
-        for raw in raws:
-            task = self.loop.create_task(self._handle(raw, now))
+    def _start_calls(self, raws: list[tuple[int, bytes]], now: int) -> None:
+        for shard, raw in raws:
+            task = self.loop.create_task(self._handle(shard, raw, now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, raw: bytes, now: int) -> None:
+    async def _handle(self, shard: int, raw: bytes, now: int) -> None:
         popped = time.monotonic()
         try:
             try:
-                msg = FireMessage.decode(raw)
+                msg = FireMessage.decode(raw, shard)
             except (ValueError, KeyError, TypeError):
                 # Not logged verbatim: a message carries the job's headers.
                 log.error("dropping a malformed message of %d bytes", len(raw))
-                await self._in_redis(self.store.drop_malformed, self.id, raw)
-                self._done_raw(raw)
+                await self._in_redis(self.store.drop_malformed, self.id, shard, raw)
+                self._done_raw(shard, raw)
                 return
             if msg.skip:
                 self.writer.put(skipped(msg, _skip_reason(msg.skip)))
@@ -257,16 +261,16 @@ class Worker:
             else:
                 outcome = await self._execute(msg, popped, now)
                 if outcome is None:   # left in flight, untouched, for the reaper
-                    self._done_raw(raw)
+                    self._done_raw(shard, raw)
                 else:
                     self.writer.put(outcome)
         except Exception:
             # Handed on rather than left in flight under a live heartbeat
             # (where nobody would ever run it).
             log.exception("unexpected error handling a message; handing it on")
-            self._done_raw(raw)
+            self._done_raw(shard, raw)
             try:
-                await self._in_redis(self.store.release, self.id, [raw],
+                await self._in_redis(self.store.release, self.id, shard, [raw],
                                      self.settings.fire_mark_ttl_ms)
             except RedisError:
                 log.warning("could not hand the message on; the sweep will")

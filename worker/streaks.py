@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 from common.jobs import AUTO_DISABLED, RECOVERED, SUCCESS
 from common.models import Job
 from common.publish import publish
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from worker.alerts import alert_row
 
 log = logging.getLogger(__name__)
 
 
-def follow(store: WorkerRedis, engine: Engine, batch: list, webhook_for, now: int) -> list[dict]:
+def follow(store: WorkerShards, engine: Engine, batch: list, webhook_for, now: int) -> list[dict]:
     """Update the streaks with a recorded batch (atomically, in order);
     returns the alerts to raise."""
     events = [(r.outcome, "F") for r in batch if r.final]
@@ -47,7 +47,7 @@ def follow(store: WorkerRedis, engine: Engine, batch: list, webhook_for, now: in
     return alerts
 
 
-def disable_job(engine: Engine, store: WorkerRedis, job_id: str, now: int) -> bool:
+def disable_job(engine: Engine, store: WorkerShards, job_id: str, now: int) -> bool:
     """Disable a job (database first, then Redis); False if it already was."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from common.jobs import BACKLOG, NO_LEADER
 from common.message import waiting_since
 from common.models import Alert
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.settings import Settings
 from worker.alerts import alert_row, payload
 from worker.webhooks import WebhookSender
@@ -24,7 +24,7 @@ LEADERLESS_LEASES = 3   # how many lease lengths without a leader make an incide
 
 
 class SystemWatch:
-    def __init__(self, store: WorkerRedis, engine: Engine, webhooks: WebhookSender,
+    def __init__(self, store: WorkerShards, engine: Engine, webhooks: WebhookSender,
                  settings: Settings):
         self.store = store
         self.engine = engine
@@ -33,16 +33,19 @@ class SystemWatch:
         self._leaderless_since: int | None = None
 
     def check(self, now: int) -> None:
-        leader, head = self.store.leader_and_ready_head()
-        if leader:
+        shards = self.store.leaders_and_ready_heads()
+        leaderless = [shard for shard, (leader, _) in enumerate(shards) if not leader]
+        if not leaderless:
             self._leaderless_since = None
         else:
             self._leaderless_since = self._leaderless_since or now
             gone_ms = now - self._leaderless_since
             if gone_ms >= LEADERLESS_LEASES * self.settings.leader_lease_ms:
-                self._raise(NO_LEADER, f"no dispatcher has held the lease for "
-                                         f"{gone_ms // 1000} s: nothing is being scheduled", now)
-        since = waiting_since(head) if head else None
+                which = "" if len(shards) == 1 else f" of shard(s) {_listed(leaderless)}"
+                self._raise(NO_LEADER, f"no dispatcher has held the lease{which} for "
+                                       f"{gone_ms // 1000} s: nothing is being scheduled", now)
+        waiting = [waiting_since(head) for _, head in shards if head]
+        since = min((s for s in waiting if s is not None), default=None)
         if since is not None:
             age = now - since
             if age > self.settings.ready_age_limit_ms:
@@ -67,3 +70,7 @@ class SystemWatch:
             raise
         log.warning("system alert %s: %s", alert["kind"], alert["message"])
         self.webhooks.send(alert, payload(alert))
+
+
+def _listed(shards: list[int]) -> str:
+    return ", ".join(map(str, shards))

@@ -30,7 +30,7 @@ from common.jobs import DELIVERY_DELIVERED, DELIVERY_FAILED, DELIVERY_PENDING
 from common.metrics import MetricsRecorder
 from common.models import Alert
 from common.redisstore import RedisError
-from common.redis_worker import WorkerRedis
+from common.redis_worker import WorkerShards
 from common.signing import HEADER, sign
 from common.targets import DenyList
 from common.timeutil import now_ms
@@ -48,7 +48,7 @@ CLAIM_MS = 10 * 60 * 1000              # more than a delivery's attempts and bac
 
 
 class WebhookSender:
-    def __init__(self, engine: Engine, store: WorkerRedis, deny: DenyList,
+    def __init__(self, engine: Engine, store: WorkerShards, deny: DenyList,
                  metrics: MetricsRecorder, secret: str | None, attempts: int = 5,
                  backoff_s: float = 1.0, threads: int = 4):
         self._engine = engine

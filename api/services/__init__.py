@@ -10,7 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from common.errors import DependencyUnavailable
-from common.redis_api import ApiRedis
+from common.redis_api import ApiShards
 from common.settings import Settings
 
 
@@ -18,7 +18,7 @@ from common.settings import Settings
 class Services:
     settings: Settings
     sessions: sessionmaker
-    store: ApiRedis
+    store: ApiShards
 
     @contextmanager
     def unit_of_work(self):

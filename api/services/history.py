@@ -73,7 +73,7 @@ def replay_execution(services: Services, execution_id: str) -> dict:
     attempt = last.attempt + 1
     message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt, manual=True)
     try:
-        queued = services.store.enqueue_once(f"{execution_id}:{attempt}", message,
+        queued = services.store.enqueue_once(last.job_id, f"{execution_id}:{attempt}", message,
                                              REPLAY_GUARD_MS)
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e

@@ -17,15 +17,36 @@ from common.timeutil import now_ms
 
 
 def queue_state(services: Services) -> dict:
-    """Queue depths, workers alive, the leader: one pipelined round trip."""
-    q = services.store.queue_snapshot()
+    """Queue depths, workers alive, the leaders: in total and per shard."""
     now = now_ms()
-    head_since = waiting_since(q.ready_head) if q.ready_head else None
-    oldest_age = None if head_since is None else max(0, now - head_since)
+    snapshots = services.store.queue_snapshots()
+    shards = [_shard_state(shard, q, now) for shard, q in enumerate(snapshots)]
+    ages = [s["oldestReadyAgeMs"] for s in shards if s["oldestReadyAgeMs"] is not None]
+    leases = [s for s in shards if s["leader"]]
     return {
-        "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
-        "inflight": q.inflight, "oldestReadyAgeMs": oldest_age,
-        "workersAlive": q.workers_alive, "leader": q.leader,
+        **{name: sum(s[name] for s in shards)
+           for name in ("scheduled", "ready", "retry", "inflight")},
+        "oldestReadyAgeMs": max(ages, default=None),
+        # Every worker beats in every shard.
+        "workersAlive": max(q.workers_alive for q in snapshots),
+        # The dispatchers leading, in the order of the first shard each leads.
+        "leader": ", ".join(dict.fromkeys(s["leader"] for s in leases)) or None,
+        "leaderless": [s["shard"] for s in shards if not s["leader"]],
+        "leaseRemainingMs": min((s["leaseRemainingMs"] for s in leases
+                                 if s["leaseRemainingMs"] is not None), default=None),
+        "leaseAgeMs": min((s["leaseAgeMs"] for s in leases if s["leaseAgeMs"] is not None),
+                          default=None),
+        "shards": shards,
+    }
+
+
+def _shard_state(shard: int, q, now: int) -> dict:
+    head_since = waiting_since(q.ready_head) if q.ready_head else None
+    return {
+        "shard": shard, "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
+        "inflight": q.inflight,
+        "oldestReadyAgeMs": None if head_since is None else max(0, now - head_since),
+        "leader": q.leader,
         "leaseRemainingMs": q.lease_ttl_ms if q.leader and q.lease_ttl_ms > 0 else None,
         "leaseAgeMs": now - q.leader_since_ms if q.leader and q.leader_since_ms else None,
     }
@@ -130,8 +151,11 @@ def health(services: Services, deep: bool = False) -> tuple[bool, dict]:
 
         def leader():
             state.update(queue_state(services))
-            if not state["leader"]:
+            if len(state["shards"]) == 1 and state["leaderless"]:
                 raise CheckFailed("no dispatcher holds the lease")
+            if state["leaderless"]:
+                raise CheckFailed("no dispatcher holds the lease of shard(s) "
+                                  + ", ".join(map(str, state["leaderless"])))
             return {"id": state["leader"], "leaseAgeMs": state["leaseAgeMs"]}
 
         def workers():

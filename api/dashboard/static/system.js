@@ -4,7 +4,7 @@
 // minute" percentiles are the difference between two readings.
 
 import { get } from "./api.js";
-import { duration, h, replace, time } from "./dom.js";
+import { duration, h, replace, table, time } from "./dom.js";
 
 const REFRESH_MS = 2000;
 const WINDOW_MS = 60000;
@@ -13,11 +13,12 @@ export async function systemPage(screen) {
   const health = h("div", { class: "cards", id: "health" });
   const queues = h("div", { class: "cards", id: "queues" });
   const throughput = h("div", { class: "cards", id: "throughput" });
+  const shards = h("div", { id: "shards" });
   const updated = h("p", { class: "muted small" });
   replace(screen.root, h("h1", null, "System"), updated,
     h("h2", null, "Health"), health,
     h("h2", null, "Throughput and lateness"), throughput,
-    h("h2", null, "Queues"), queues);
+    h("h2", null, "Queues"), queues, shards);
   const readings = [];  // [{at, stats}] over the last minute
 
   async function load() {
@@ -35,6 +36,7 @@ export async function systemPage(screen) {
     showHealth(health, state);
     showThroughput(throughput, readings);
     showQueues(queues, stats);
+    showShards(shards, stats.queue.shards);
     replace(updated, `Updated ${time(new Date(at).toISOString())}, every ${REFRESH_MS / 1000} s.`);
   }
   await screen.every(REFRESH_MS, load);
@@ -130,6 +132,25 @@ function showQueues(root, stats) {
       : `oldest waited ${duration(q.oldestReadyAgeMs)}`),
     card("In flight", String(q.inflight), `held by ${q.workersAlive} live workers`),
     card("Retry backlog", String(q.retry), "attempts waiting for their time"),
-    card("Leader", q.leader || "none", q.leader ? `lease held ${duration(q.leaseAgeMs)}` : "no dispatcher leads",
-      !q.leader));
+    card(q.shards.length > 1 ? "Leaders" : "Leader", q.leader || "none",
+      q.leaderless.length ? `no dispatcher leads shard ${q.leaderless.join(", ")}`
+        : `lease held ${duration(q.leaseAgeMs)}`, q.leaderless.length > 0));
+}
+
+// With JOBSCHED_SHARDS above 1: each shard's leader and queues.
+function showShards(root, shards) {
+  if (shards.length < 2) {
+    replace(root);
+    return;
+  }
+  const num = (value) => h("td", { class: "num" }, String(value));
+  replace(root, h("h2", null, `Shards (${shards.length})`), table(
+    ["Shard", "Leader", "Scheduled", "Ready", "In flight", "Retry", "Oldest ready"],
+    shards.map((s) => h("tr", { dataset: { shard: String(s.shard) } },
+      num(s.shard),
+      h("td", null, s.leader || "none",
+        s.leader && h("div", { class: "sub" }, `lease held ${duration(s.leaseAgeMs)}`)),
+      num(s.scheduled), num(s.ready), num(s.inflight), num(s.retry),
+      h("td", null, s.oldestReadyAgeMs == null ? "empty" : duration(s.oldestReadyAgeMs)))),
+    "no shards"));
 }
