@@ -14,6 +14,11 @@ URL in the specs. Scenarios:
   N-th message of each second landed on the ready list, in ms from that
   second (target: all within 500 ms). With JOBSCHED_DISPATCH_AHEAD_MS, when
   the project has it, as set and again at 0.
+- throughput with ``--cluster --shards 1 2 4 8``: the same on a local Redis
+  Cluster (three masters, three replicas) with the schedule in each number
+  of shards: one dispatcher (this process) claims and reschedules every
+  shard in turn; fires/s in total and per shard, this process' CPU per fire,
+  and each Redis node's CPU per 1,000 fires (masters and replicas).
 - idle: N jobs whose next fire is months away plus a few every-second jobs;
   the dispatcher process' CPU seconds per wall second once it has started
   (target near zero), measured over a window holding the periodic passes
@@ -24,6 +29,7 @@ URL in the specs. Scenarios:
 
     .venv/bin/python bench/dispatcher_bench.py                      # all three
     .venv/bin/python bench/dispatcher_bench.py --scenarios burst --burst-jobs 1000
+    .venv/bin/python bench/dispatcher_bench.py --scenarios throughput --cluster --shards 1 2 4 8
 
 Prints one line per scenario and a summary table; writes JSON to
 bench/results/dispatcher-<timestamp>.json.
@@ -40,16 +46,17 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import insert
 
 from common.db import make_engine
-from common.keys import Keys
+from common.keys import Keys, shard_of
 from common.message import JobSpec
 from common.metrics import MetricsRecorder
 from common.models import Job
-from common.redis_dispatcher import DispatcherRedis
+from common.redis_dispatcher import DispatcherRedis, DispatcherShards
 from common.redisstore import connect
 from common.schedule import first_fire, timing_of
 from common.settings import Settings
@@ -234,6 +241,64 @@ def throughput(n: int) -> dict:
     return out
 
 
+def cluster_throughput(n: int, shard_counts: list[int]) -> list[dict]:
+    """throughput on a local Redis Cluster, the schedule in each number of
+    shards, claimed shard by shard by one dispatcher (this process)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.cluster import RedisClusterServers   # the tests' cluster harness
+    workdir = Path(tempfile.mkdtemp(prefix="jobsched-cluster-"))
+    cluster = RedisClusterServers(workdir)
+    settings, out = Settings(), []
+    try:
+        client = connect(cluster.url, cluster=True, socket_timeout=60)
+        masters = {cluster.master_of(f"{{bench-{i}}}:x") for i in range(64)}
+        for count in shard_counts:
+            shards = DispatcherShards.open(client, f"{{bench-{count}}}:", count)
+            second = now_ms() // 1000 * 1000
+            ids = new_ids(n)
+            spec = spec_template(job_row(EVERY_SECOND, second - 1000))
+            for shard, store in enumerate(shards):
+                load_redis(store, [i for i in ids if shard_of(i, count) == shard], spec, second)
+                assert store.hold_lease(DISPATCHER_ID, 600_000)
+            redis_before = {port: cpu_seconds(p.pid) for port, p in cluster.processes.items()}
+            cpu_before, started = time.process_time(), time.perf_counter()
+            per_shard = []
+            for store in shards:
+                shard_started = time.perf_counter()
+                result = dispatch_due(store, DISPATCHER_ID, second, settings.claim_batch_size,
+                                      settings.misfire_grace_ms,
+                                      partial(store.hold_lease, DISPATCHER_ID, 600_000),
+                                      MetricsRecorder())
+                per_shard.append(round(result.fired / (time.perf_counter() - shard_started)))
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_before
+            redis_cpu = {port: round(cpu_seconds(p.pid) - redis_before[port], 3)
+                         for port, p in cluster.processes.items()}
+            fired = sum(client.llen(store.keys.ready) for store in shards)
+            for store in shards:
+                k = store.keys
+                for key in (k.ready, k.schedule, k.jobs, k.pending, k.claimed, k.leader,
+                            k.leader_since):
+                    client.delete(key)
+            row = {"scenario": "cluster throughput", "jobs": n, "shards": count,
+                   "fired": fired, "seconds": round(elapsed, 3),
+                   "firesPerSec": round(fired / elapsed), "firesPerSecPerShard": per_shard,
+                   "dispatcherCpuUsPerFire": round(cpu / fired * 1e6, 1),
+                   "redisCpuSecPer1000Fires": round(sum(redis_cpu.values()) / fired * 1000, 4),
+                   "redisCpuSecByNode": {str(port): redis_cpu[port] for port in redis_cpu},
+                   "masters": sorted(masters), "target": "cost per fire, per shard"}
+            out.append(row)
+            print(f"cluster, {count} shard(s): {fired} fires in {elapsed:.3f} s = "
+                  f"{row['firesPerSec']} fires/s (per shard {per_shard}); dispatcher "
+                  f"{row['dispatcherCpuUsPerFire']} CPU-µs/fire; Redis "
+                  f"{row['redisCpuSecPer1000Fires']} CPU-s per 1,000 fires")
+        client.close()
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 def ahead_setting() -> bool:
     return "dispatch_ahead_ms" in {f.name for f in dataclasses.fields(Settings)}
 
@@ -368,6 +433,9 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", choices=["throughput", "burst", "idle"],
                         default=["throughput", "burst", "idle"])
     parser.add_argument("--throughput-jobs", type=int, default=50_000)
+    parser.add_argument("--cluster", action="store_true",
+                        help="throughput on a local Redis Cluster, per --shards")
+    parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--burst-jobs", type=int, default=10_000)
     parser.add_argument("--burst-seconds", type=int, default=3)
     parser.add_argument("--idle-jobs", type=int, default=1_000_000)
@@ -378,6 +446,8 @@ def main() -> None:
     results = []
     if "throughput" in args.scenarios:
         results.append(throughput(args.throughput_jobs))
+        if args.cluster:
+            results += cluster_throughput(args.throughput_jobs, args.shards)
     if "burst" in args.scenarios:
         results.append(burst(args.burst_jobs, args.burst_seconds))
         if ahead_setting():
@@ -389,6 +459,10 @@ def main() -> None:
     for r in results:
         if r["scenario"] == "throughput":
             name, figure = "throughput", f"{r['firesPerSec']} fires/s"
+        elif r["scenario"] == "cluster throughput":
+            name = f"cluster, {r['shards']} shard(s)"
+            figure = (f"{r['firesPerSec']} fires/s, {r['dispatcherCpuUsPerFire']} µs/fire, "
+                      f"Redis {r['redisCpuSecPer1000Fires']} s/1k")
         elif r["scenario"] == "burst":
             name = f"burst (ahead {r['dispatchAheadMs']})"
             figure = f"all enqueued {r['allEnqueuedMsMax']} ms after the second (max)"

@@ -9,6 +9,7 @@ length of the run is JOBSCHED_HISTORY_SECONDS (default 60).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -219,11 +220,12 @@ def kill_a_worker_mid_call(system: System, target, name: str) -> Fault:
     (SIGSTOP), its in-flight list read, and killed only if the target is
     answering one of those calls right now."""
     proc = system.procs.procs[name]
-    inflight = system.keys.inflight(f"{system.backend.prefix}{name}")
+    worker_id = f"{system.backend.prefix}{name}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         proc.send_signal(signal.SIGSTOP)
-        held = {FireMessage.decode(m).execution_id for m in system.redis.lrange(inflight, 0, -1)}
+        held = {FireMessage.decode(m).execution_id for keys in system.shards
+                for m in system.redis.lrange(keys.inflight(worker_id), 0, -1)}
         on_the_wire = {r.headers["X-Jobsched-Execution-Id"] for r in target.in_progress()}
         if held & on_the_wire:
             at = now_ms()
@@ -271,9 +273,11 @@ def rows_of(database_url: str, job_ids: list[str]) -> list[Row]:
         engine.dispose()
 
 
-@pytest.fixture
-def history_system(servers, tmp_path):
-    system = System(servers.new_backend(), tmp_path)
+@pytest.fixture(params=[1, 4], ids=["1-shard", "4-shards"])
+def history_system(servers, tmp_path, request):
+    """Three workers and two dispatchers; the schedule in one shard, or in
+    four (the dispatchers then share the leases)."""
+    system = System(dataclasses.replace(servers.new_backend(), shards=request.param), tmp_path)
     try:
         system.start(workers=3, dispatchers=2)
         yield system
@@ -338,7 +342,8 @@ def test_fire_history_under_random_operations_and_kills(history_system, target, 
         kinds[op.kind] = kinds.get(op.kind, 0) + 1
     result.info.update({f"op {k}": n for k, n in sorted(kinds.items())})
     for line in result.describe().splitlines():
-        summarize(f"fire history checker: {servers.name}, seed {seed}", line)
+        summarize(f"fire history checker: {servers.name}, {system.backend.shards} shard(s), "
+                  f"seed {seed}", line)
     if result.violations():
         dump = tmp_path / "history.json"
         dump.write_text(json.dumps({"ops": [vars(o) for o in driver.ops],
