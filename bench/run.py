@@ -7,10 +7,14 @@ fire scheduled in a window of T seconds, measured at the target: expected,
 executed, missed, duplicated, lateness (arrival minus scheduled time) and the
 CPU of every process on the path. ``--peer apscheduler`` runs the same N on
 APScheduler for a side-by-side ratio; ``--plot`` draws lateness against N.
-Prints tables and writes JSON (and the PNG) to bench/results/.
+``--redis single cluster`` runs each N on one Redis and again on a local
+Redis Cluster (three masters, three replicas, the schedule in ``--shards``
+shards), side by side. Prints tables and writes JSON (and the PNG) to
+bench/results/.
 
     .venv/bin/pip install -r bench/requirements.txt   # peer and plot
     .venv/bin/python bench/run.py --jobs 100 1000 3000 --seconds 60 --peer apscheduler --plot
+    .venv/bin/python bench/run.py --jobs 1000 3000 --seconds 30 --redis single cluster
 
 The dispatcher alone, the idle cost of 1M jobs and the API's creation rate
 have their own scripts: bench/dispatcher_bench.py, bench/api_bench.py.
@@ -98,19 +102,33 @@ def target_capacity(url: str, seconds: float = 2.0, connections: int = 64) -> fl
 
 
 class Bench:
-    def __init__(self, args, workdir: Path):
+    def __init__(self, args, workdir: Path, cluster: bool = False):
         self.args = args
         self.workdir = workdir
+        self.cluster = None
+        self.on_cluster = cluster
         self.procs: dict[str, subprocess.Popen] = {}
         self.tag = uuid.uuid4().hex[:8]
 
-    def start(self) -> None:
+    def _start_redis(self) -> dict:
+        """One redis-server, or a cluster; the environment that names it."""
+        if self.on_cluster:
+            sys.path.insert(0, str(ROOT))
+            from tests.cluster import RedisClusterServers   # the tests' cluster harness
+            self.cluster = RedisClusterServers(self.workdir / "cluster")
+            return {"JOBSCHED_REDIS_URL": self.cluster.url, "JOBSCHED_REDIS_CLUSTER": "true",
+                    "JOBSCHED_REDIS_PREFIX": "{jobsched}:",
+                    "JOBSCHED_SHARDS": str(self.args.shards)}
         self.redis_port = free_port()
         self.procs["redis"] = subprocess.Popen(
             [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir)], stdout=subprocess.DEVNULL)
         client = redis.Redis(port=self.redis_port)
         wait_for(client.ping, 10, "redis")
+        return {"JOBSCHED_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"}
+
+    def start(self) -> None:
+        redis_env = self._start_redis()
         if self.args.backend == "mysql":
             self.db_name = f"jobsched_bench_{self.tag}"
             admin = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
@@ -121,8 +139,7 @@ class Bench:
         else:
             self.db_url = f"sqlite:///{self.workdir / 'bench.db'}"
         self.api_port, self.target_port = free_port(), free_port()
-        self.env = {**os.environ, "JOBSCHED_DATABASE_URL": self.db_url,
-                    "JOBSCHED_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+        self.env = {**os.environ, "JOBSCHED_DATABASE_URL": self.db_url, **redis_env,
                     "JOBSCHED_API_PORT": str(self.api_port), "JOBSCHED_API_PROCESSES": "1",
                     "JOBSCHED_LOG_LEVEL": "WARNING",
                     "JOBSCHED_WORKER_CONCURRENCY": str(self.args.concurrency)}
@@ -157,6 +174,9 @@ class Bench:
                 if name in ("dispatcher", "redis", "api") or name.startswith("worker")}
         for i, pid in enumerate(self.target_server.pids()):
             pids[f"target-{i}"] = pid
+        if self.cluster:   # masters and replicas: "redis" in all
+            for port, proc in self.cluster.processes.items():
+                pids[f"redis-{port}"] = proc.pid
         if self.args.backend == "mysql":
             found = subprocess.run(["pidof", "mariadbd", "mysqld"], capture_output=True,
                                    text=True).stdout.split()
@@ -187,8 +207,11 @@ class Bench:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        self.procs["redis"].terminate()
-        self.procs["redis"].wait(10)
+        if self.cluster:
+            self.cluster.stop()
+        else:
+            self.procs["redis"].terminate()
+            self.procs["redis"].wait(10)
         if self.args.backend == "mysql":
             admin = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
             with admin.cursor() as cur:
@@ -240,9 +263,9 @@ def percentile(values: list[int], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def scenario(args, n: int) -> dict:
+def scenario(args, n: int, cluster: bool = False) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"jobsched-bench-{n}-"))
-    bench = Bench(args, workdir)
+    bench = Bench(args, workdir, cluster)
     try:
         bench.start()
         capacity = target_capacity(bench.target)
@@ -274,6 +297,7 @@ def scenario(args, n: int) -> dict:
     return {
         "jobs": n, "seconds": args.seconds, "workers": args.workers, "concurrency": args.concurrency,
         "backend": args.backend, "target": bench.target_server.name,
+        "redis": f"cluster 3+3, {args.shards} shards" if cluster else "single",
         "targetCapacityRps": round(capacity),
         "jobCreationPerSec": round(creation_rate),
         "expected": expected, "executed": executed, "missed": expected - executed,
@@ -310,7 +334,7 @@ def print_tables(results: list[dict]) -> None:
         print(f"  ratio at {peer['jobs']} jobs, {peer['system']} / jobsched: lateness p99 "
               f"{peer['latenessMs']['p99']} / {mine['latenessMs']['p99']} ms, executed "
               f"{peer['executed']} / {mine['executed']}")
-    first = next(r for r in results if r["system"] == "jobsched")
+    first = next(r for r in results if r["system"].startswith("jobsched"))
     print(f"target: {first['target']}, capacity {first['targetCapacityRps']} req/s "
           "(one asyncio client, 64 connections); job creation through the API: "
           + ", ".join(f"{r['jobs']} jobs at {r['jobCreationPerSec']}/s" for r in ours.values()))
@@ -329,12 +353,17 @@ def main() -> None:
                         help="auto: nginx when installed (apt-get install nginx-light)")
     parser.add_argument("--peer", choices=["apscheduler"],
                         help="also run the same N on a peer (pip install -r bench/requirements.txt)")
+    parser.add_argument("--redis", nargs="+", choices=["single", "cluster"], default=["single"],
+                        help="cluster: a local Redis Cluster of three masters, three replicas")
+    parser.add_argument("--shards", type=int, default=3, help="JOBSCHED_SHARDS on the cluster")
     parser.add_argument("--plot", action="store_true",
                         help="write a PNG of lateness vs N beside the JSON (needs matplotlib)")
     args = parser.parse_args()
     results = []
     for n in args.jobs:
-        results.append({"system": "jobsched", **scenario(args, n)})
+        for mode in args.redis:
+            system = "jobsched" if mode == "single" else "jobsched/cluster"
+            results.append({"system": system, **scenario(args, n, mode == "cluster")})
         if args.peer:
             from peer_apscheduler import apscheduler_scenario
             results.append(apscheduler_scenario(args, n))
