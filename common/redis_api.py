@@ -88,12 +88,7 @@ class ApiShards(Shards[ApiRedis]):
         return self.shared.metric_fields()
 
     def live_state(self, job_ids: list[str]) -> list[tuple[float | None, bytes | None]]:
-        states: list = [None] * len(job_ids)
-        for shard, group in self.by_shard(job_ids, lambda job_id: job_id).items():
-            found = self[shard].live_state([job_id for _, job_id in group])
-            for (position, _), state in zip(group, found):
-                states[position] = state
-        return states
+        return self.per_job(job_ids, str, ApiRedis.live_state)
 
     def enqueue(self, job_id: str, message: str) -> None:
         self.for_job(job_id).enqueue(message)

@@ -150,12 +150,7 @@ class DispatcherShards(Shards[DispatcherRedis]):
 
     def job_states(self, job_ids: list[str]) -> list[tuple]:
         """Per job, from its shard: see DispatcherRedis.job_states."""
-        states: list = [None] * len(job_ids)
-        for shard, group in self.by_shard(job_ids, lambda job_id: job_id).items():
-            found = self[shard].job_states([job_id for _, job_id in group])
-            for (position, _), state in zip(group, found):
-                states[position] = state
-        return states
+        return self.per_job(job_ids, str, DispatcherRedis.job_states)
 
     def queue_retries(self, messages: dict[str, int]) -> None:
         """Retry messages, each into its job's shard."""

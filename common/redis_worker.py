@@ -235,12 +235,7 @@ class WorkerShards(Shards[WorkerRedis]):
 
     def apply_streaks(self, events: list[tuple[str, str]]) -> list[int]:
         """WorkerRedis.apply_streaks in each job's shard (in order per job)."""
-        values: list = [None] * len(events)
-        for shard, group in self.by_shard(events, lambda event: event[0]).items():
-            got = self[shard].apply_streaks([event for _, event in group])
-            for (position, _), value in zip(group, got):
-                values[position] = value
-        return values
+        return self.per_job(events, lambda event: event[0], WorkerRedis.apply_streaks)
 
     def reset_streak(self, job_id: str) -> None:
         self.for_job(job_id).reset_streak(job_id)

@@ -82,6 +82,16 @@ class Shards(Generic[S]):
             groups.setdefault(self.index_of(job_of(item)), []).append((position, item))
         return groups
 
+    def per_job(self, items: list, job_of, call) -> list:
+        """``call(store, its items)`` in each shard holding some of ``items``
+        (by their job), the answers put back in the order of ``items``."""
+        answers: list = [None] * len(items)
+        for shard, group in self.by_shard(items, job_of).items():
+            found = call(self[shard], [item for _, item in group])
+            for (position, _), answer in zip(group, found):
+                answers[position] = answer
+        return answers
+
     # What every role does, routed to the job's shard (common/publish.py).
     def publish_job(self, job_id: str, *args) -> tuple[str, int | None]:
         return self.for_job(job_id).publish_job(job_id, *args)

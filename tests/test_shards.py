@@ -12,6 +12,7 @@ import pytest
 from common.errors import ConfigError
 from common.keys import Keys, shard_keys, shard_of
 from common.redis_api import ApiShards
+from common.redis_worker import WorkerShards
 from tests.backends import Backend
 from tests.cluster import RedisClusterServers
 from tests.conftest import System
@@ -49,6 +50,24 @@ def test_a_process_refuses_another_shard_count_than_redis_holds(backend):
         with pytest.raises(ConfigError, match="Redis holds the schedule in 4 shards but "
                                               "JOBSCHED_SHARDS=2"):
             ApiShards.open(client, backend.prefix, 2).agree_on_count()
+    finally:
+        client.close()
+
+
+def test_reads_and_writes_by_job_reach_each_jobs_shard_and_answer_in_order(backend):
+    client = backend.redis()
+    try:
+        workers = WorkerShards.open(client, backend.prefix, 4)
+        jobs = [f"job-{i}" for i in range(8)]   # shards 1, 3, 1, 3, 0, 2, 0, 2
+        events = [(job, "F") for job in jobs] + [(jobs[0], "F"), (jobs[5], "S")]
+        assert workers.apply_streaks(events) == [1] * 8 + [2, 1]
+        for job in jobs:   # each streak in its job's shard only
+            assert [client.hget(w.keys.fail_streaks, job) is not None for w in workers] == \
+                [shard == shard_of(job, 4) and job != "job-5" for shard in range(4)]
+        api = ApiShards.open(client, backend.prefix, 4)
+        for job in jobs:
+            api.for_job(job).client.zadd(api.for_job(job).keys.schedule, {job: int(job[-1])})
+        assert [score for score, _ in api.live_state(jobs[::-1])] == list(range(7, -1, -1))
     finally:
         client.close()
 

@@ -151,11 +151,10 @@ def health(services: Services, deep: bool = False) -> tuple[bool, dict]:
 
         def leader():
             state.update(queue_state(services))
-            if len(state["shards"]) == 1 and state["leaderless"]:
-                raise CheckFailed("no dispatcher holds the lease")
             if state["leaderless"]:
-                raise CheckFailed("no dispatcher holds the lease of shard(s) "
-                                  + ", ".join(map(str, state["leaderless"])))
+                which = "" if len(state["shards"]) == 1 else " of shard(s) " + ", ".join(
+                    map(str, state["leaderless"]))
+                raise CheckFailed(f"no dispatcher holds the lease{which}")
             return {"id": state["leader"], "leaseAgeMs": state["leaseAgeMs"]}
 
         def workers():
