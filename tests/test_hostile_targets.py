@@ -119,13 +119,16 @@ EXPECTED = {"endless-head": ("FAILED", "headers are too large"),
             "short": ("FAILED", "timeout after 1000 ms")}
 
 
+SAMPLES = 20   # fires of the healthy job measured, alone and beside the hostile targets
+
+
 def lateness(target, path, since_ms):
     return [r.arrived_ms - r.scheduled_ms for r in target.received(path)
             if r.scheduled_ms >= since_ms]
 
 
-def p99(values):
-    return statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
+def p90(values):
+    return statistics.quantiles(values, n=10)[8] if len(values) > 1 else values[0]
 
 
 def test_hostile_targets_cost_only_their_own_jobs(make_system, target):
@@ -135,7 +138,7 @@ def test_hostile_targets_cost_only_their_own_jobs(make_system, target):
     try:
         system.api.create(schedule="* * * * * *", api=target.url("/ok/healthy"))
         began = time.time_ns() // 1_000_000
-        wait_until(lambda: len(lateness(target, "/ok/healthy", began)) >= 12, 30,
+        wait_until(lambda: len(lateness(target, "/ok/healthy", began)) >= SAMPLES, 40,
                    message="the healthy job alone")
         alone = lateness(target, "/ok/healthy", began)
         rss_before = worker.memory_info().rss
@@ -145,7 +148,7 @@ def test_hostile_targets_cost_only_their_own_jobs(make_system, target):
         wait_until(lambda: all(hostile.requests.get(name, 0) >= 3 for name in EXPECTED), 30,
                    message="every hostile target called a few times")
         mixed_from = time.time_ns() // 1_000_000
-        wait_until(lambda: len(lateness(target, "/ok/healthy", mixed_from)) >= 12, 30,
+        wait_until(lambda: len(lateness(target, "/ok/healthy", mixed_from)) >= SAMPLES, 40,
                    message="the healthy job among them")
         beside = lateness(target, "/ok/healthy", mixed_from)
         rss_after = worker.memory_info().rss
@@ -163,8 +166,13 @@ def test_hostile_targets_cost_only_their_own_jobs(make_system, target):
                                                                            fires)
     finally:
         hostile.close()
-    print(f"healthy job lateness p99: alone {p99(alone)} ms, beside hostile targets "
-          f"{p99(beside)} ms; worker RSS +{(rss_after - rss_before) // 1024} KiB")
-    assert p99(beside) <= p99(alone) + 20, (sorted(alone), sorted(beside))
+    print(f"healthy job lateness p90: alone {p90(alone)} ms, beside hostile targets "
+          f"{p90(beside)} ms (max {max(beside)}); worker RSS "
+          f"+{(rss_after - rss_before) // 1024} KiB")
+    # p90 of 20 fires: one fire delayed by the machine (another test's image
+    # build beside this one) does not decide it; a hostile target holding
+    # the worker's loop delays every fire, and its timeouts (1 s) the worst.
+    assert p90(beside) <= p90(alone) + 20, (sorted(alone), sorted(beside))
+    assert max(beside) <= 250, sorted(beside)
     assert rss_after - rss_before < 50 * 1024 * 1024, (rss_before, rss_after)
     assert worker.is_running()
