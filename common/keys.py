@@ -17,8 +17,9 @@ itself. With one shard, every key is under the prefix, as it always was.
 | finished             | HASH         | job id -> "version:last fire" of a job with no further  |
 |                      |              | fire (one-time, end of window), until the database says so |
 | deleted              | ZSET         | job id -> when it was deleted: no later write revives it |
-| fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the worker calling it, |
-|                      |              | then "done" once recorded (at most one call per attempt) |
+| fire:<exec>:<n>      | STRING + TTL | the mark of attempt n of a fire: the ticket of the      |
+|                      |              | message calling it (<worker>#<n>), then "done" once     |
+|                      |              | recorded (at most one call per attempt)                 |
 | results              | LIST         | results the database could not take yet (worker/spool.py) |
 | results-writing:<w>  | LIST         | spooled results a worker is writing (handed back if it dies) |
 | ready                | LIST         | fire messages due now (FIFO: RPUSH, worker pops LEFT)   |

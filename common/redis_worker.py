@@ -62,20 +62,21 @@ class WorkerRedis(RedisStore):
         return self.client.blmove(self.keys.ready, self.keys.inflight(worker_id), timeout_s,
                                   src="LEFT", dest="RIGHT")
 
-    def begin_fires(self, worker_id: str,
-                    fires: list[tuple[FireMessage, bool]]) -> list[str | bytes]:
+    def begin_fires(self, worker_id: str, fires: list[tuple]) -> list[str | bytes]:
         """Check fires about to be called against their jobs and take their
         marks, in one round trip (common/lua/begin_fires.lua): per fire
         "go", "taken", "deleted", "paused", or the job's newer spec (bytes).
-        Fires paired with True were held long enough for the reaper to have
-        handed them on: they are also looked for in the in-flight list."""
+        Each fire is (message, verify[, ticket]): with verify, it was held
+        long enough for the reaper to have handed it on, and is also looked
+        for in the in-flight list; its ticket ("<worker id>#<n>") lets the
+        same message ask again after a lost answer."""
         k = self.keys
         keys = [k.jobs, k.initialized, k.inflight(worker_id)]
         args: list = [worker_id, CALLING_MARK_TTL_MS]
-        for msg, verify in fires:
+        for msg, verify, *ticket in fires:
             keys.append(k.fire_mark(msg.execution_id, msg.attempt))
             args += [msg.spec.id, msg.spec.version, "1" if msg.manual else "0",
-                     msg.redeliveries, msg.raw if verify else ""]
+                     msg.redeliveries, msg.raw if verify else "", ticket[0] if ticket else ""]
         answers = self._begin(keys=keys, args=args)
         return [a if a.startswith(b"{") else a.decode() for a in answers]
 

@@ -271,6 +271,8 @@ class Settings:
             raise ConfigError("JOBSCHED_DEFAULT_TIMEOUT_MS exceeds JOBSCHED_MAX_TIMEOUT_MS")
         if not 0 < len(self.worker_id) <= 100 or not 0 < len(self.dispatcher_id) <= 100:
             raise ConfigError("JOBSCHED_WORKER_ID and JOBSCHED_DISPATCHER_ID take 1-100 characters")
+        if "#" in self.worker_id:   # it ends a worker's part of its fires' marks
+            raise ConfigError("JOBSCHED_WORKER_ID may not contain #")
         if self.auth not in ("token", "none"):
             raise ConfigError("JOBSCHED_AUTH must be token or none")
         if self.log_format not in ("text", "json"):

@@ -268,6 +268,33 @@ def test_begin_marks_each_fire_once_and_checks_its_job_as_it_is_now(store):
     assert store.begin_fires("w2", [(FireMessage.decode(retry.encode()), False)]) == ["go"]
 
 
+def test_a_message_asking_again_with_its_ticket_gets_its_first_answer(store):
+    """The answer to a first ask can be lost with the connection after Redis
+    took the mark (a failover, say): the same message asking again with its
+    ticket is answered as the first time, never "taken", so the fire is not
+    dropped; another message of the fire (another ticket) is refused."""
+    k = store.keys
+    store.publish_job("j", spec("j"), 1, None, True)
+    store.client.set(k.initialized, 1)
+    raw = FireMessage.encode(spec("j"), 1000)
+    msg = FireMessage.decode(raw)
+    assert store.begin_fires("w1", [(msg, False, "w1#7")]) == ["go"]
+    assert store.client.get(k.fire_mark("j:1000", 1)) == b"w1#7"
+    assert store.begin_fires("w1", [(msg, False, "w1#7")]) == ["go"]   # asked again
+    assert store.begin_fires("w1", [(msg, False, "w1#8")]) == ["taken"]   # a copy
+    assert store.begin_fires("w1", [(msg, False)]) == ["taken"]
+    # The reaper knows a ticket for its worker's: an at-most-once fire so
+    # marked is recorded as lost, never handed on to be called again.
+    most = FireMessage.encode(spec("m", type="ATMOST_ONCE"), 1000)
+    in_flight(store, "w1", raw, most)
+    store.publish_job("m", spec("m", type="ATMOST_ONCE"), 1, None, True)
+    assert store.begin_fires("w1", [(FireMessage.decode(most), False, "w1#9")]) == ["go"]
+    store.client.set(k.fire_mark("j:1000", 1), "w10#1")   # another worker's, not w1's
+    released = store.release("w1", [raw, most], 60_000)
+    assert (released.requeued, released.lost, released.dropped) == (0, 1, 1)
+    assert store.client.get(k.fire_mark("m:1000", 1)) == b"done"
+
+
 def test_only_the_copy_the_reaper_queued_may_call(store):
     """A worker stalled past its heartbeat keeps a message the reaper handed
     on: that one is refused, the copy queued in its place is called."""

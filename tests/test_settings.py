@@ -45,7 +45,10 @@ def test_every_setting_is_read_from_its_variable():
                                          ("JOBSCHED_LEADER_LEASE_MS", "499"),
                                          ("JOBSCHED_WORKER_CONCURRENCY", "many"),
                                          ("JOBSCHED_TARGET_DENY_LOOPBACK", "perhaps"),
-                                         ("JOBSCHED_TARGET_DENY", "not-a-network")])
+                                         ("JOBSCHED_TARGET_DENY", "not-a-network"),
+                                         ("JOBSCHED_WORKER_ID", "host#1"),
+                                         ("JOBSCHED_SHARDS", "0"),
+                                         ("JOBSCHED_SHARDS", "1025")])
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})

@@ -10,6 +10,7 @@ took), so the check costs neither a round trip per call nor lateness.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Awaitable, Callable
 
@@ -37,12 +38,19 @@ class Gate:
         self.lead_ms = float(MIN_LEAD_MS)
         self._checks: set[asyncio.Task] = set()   # (asyncio keeps only weak references)
         # send instant (epoch ms; None: as soon as possible) -> fires waiting
-        self._waiting: dict[int | None, list[tuple[FireMessage, float, asyncio.Future]]] = {}
+        self._waiting: dict[int | None, list[tuple[FireMessage, float, str, asyncio.Future]]] = {}
+        self._tickets = itertools.count(1)
 
-    async def enter(self, msg: FireMessage, at_ms: int, popped: float) -> Answer:
+    def ticket(self) -> str:
+        """A new message's ticket: its mark while it calls, and how it is
+        known if it asks again (common/lua/begin_fires.lua)."""
+        return f"{self.worker_id}#{next(self._tickets)}"
+
+    async def enter(self, msg: FireMessage, at_ms: int, popped: float, ticket: str) -> Answer:
         """Wait until just before ``at_ms``, then check and mark the fire
-        (``popped``: when the worker took the message, monotonic seconds).
-        Raises RedisError when Redis cannot be reached."""
+        (``popped``: when the worker took the message, monotonic seconds;
+        ``ticket``: the message's, the same each time it asks). Raises
+        RedisError when Redis cannot be reached."""
         delay_s = (at_ms - self.lead_ms) / 1000 - time.time()
         key = at_ms if delay_s > 0 else None
         batch = self._waiting.get(key)
@@ -53,7 +61,7 @@ class Gate:
             else:
                 self.loop.call_later(delay_s, self._flush, key)
         waiter = self.loop.create_future()
-        batch.append((msg, popped, waiter))
+        batch.append((msg, popped, ticket, waiter))
         return await waiter
 
     def _flush(self, key: int | None) -> None:
@@ -69,19 +77,20 @@ class Gate:
                 task.add_done_callback(self._checks.discard)
 
     async def _check(self, shard: int,
-                     batch: list[tuple[FireMessage, float, asyncio.Future]]) -> None:
+                     batch: list[tuple[FireMessage, float, str, asyncio.Future]]) -> None:
         started = time.monotonic()
-        fires = [(msg, started - popped > self.stale_after_s) for msg, popped, _ in batch]
+        fires = [(msg, started - popped > self.stale_after_s, ticket)
+                 for msg, popped, ticket, _ in batch]
         try:
             answers = await self.in_redis(self.store[shard].begin_fires, self.worker_id, fires)
         except Exception as e:   # each waiter gets the error, so each call handles it
-            for _, _, waiter in batch:
+            for *_, waiter in batch:
                 if not waiter.done():
                     waiter.set_exception(e)
             return
         took_ms = (time.monotonic() - started) * 1000
         # Lead: twice the recent checks' time, so the next batch is checked in time.
         self.lead_ms = min(MAX_LEAD_MS, max(MIN_LEAD_MS, 0.8 * self.lead_ms + 0.4 * took_ms))
-        for (_, _, waiter), answer in zip(batch, answers):
+        for (*_, waiter), answer in zip(batch, answers):
             if not waiter.done():
                 waiter.set_result(answer)

@@ -343,10 +343,13 @@ class Worker:
     async def _pass_gate(self, msg: FireMessage, at_ms: int, popped: float):
         """The gate's answer for this fire; while Redis cannot be reached the
         fire waits (unmarked, so not called), however late that makes it,
-        until the worker stops (None: it stays in flight for the reaper)."""
+        until the worker stops (None: it stays in flight for the reaper).
+        Each ask carries the message's one ticket: if Redis took the mark but
+        its answer was lost, the next ask is answered as that one was."""
+        ticket = self.gate.ticket()
         while True:
             try:
-                return await self.gate.enter(msg, at_ms, popped)
+                return await self.gate.enter(msg, at_ms, popped, ticket)
             except RedisError:
                 if self.stop_event.is_set():
                     return None

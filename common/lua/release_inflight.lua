@@ -42,13 +42,16 @@ for i = 1, #KEYS - 7 do
     local n = ok and type(fields) == 'table' and tonumber(fields['r'])
     local mark = KEYS[7 + i]
     local holder = kind ~= 'R' and redis.call('GET', mark)
+    -- This worker's mark: its id, or a ticket of one of its messages.
+    local mine = holder and (holder == ARGV[1] or
+                             string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. '#')
     -- A mark of this message's own: this worker's, or the ticket of this copy.
-    local own = holder == ARGV[1] or (n and holder == 'r:' .. n)
+    local own = mine or (n and holder == 'r:' .. n)
     if not n then
       dropped = dropped + 1   -- not a message of ours: nothing to hand on
     elseif holder and not own then
       dropped = dropped + 1
-    elseif holder == ARGV[1] and kind == 'M' then
+    elseif mine and kind == 'M' then
       redis.call('SET', mark, 'done', 'PX', ARGV[3])
       -- LPUSH: redelivered work goes to the head, it is already late.
       fields['lost'] = 1
