@@ -4,6 +4,7 @@ to run one of them; in CI both always run, and a backend whose server does
 not answer fails loudly instead of being skipped)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -152,8 +153,9 @@ def make_system(servers, tmp_path):
     """Start a fresh system of its own (database and key prefix) for one test."""
     started = []
 
-    def start(workers: int = 2, dispatchers: int = 1, **env) -> System:
-        system = System(servers.new_backend(), tmp_path / f"system-{len(started)}")
+    def start(workers: int = 2, dispatchers: int = 1, shards: int = 1, **env) -> System:
+        backend = dataclasses.replace(servers.new_backend(), shards=shards)
+        system = System(backend, tmp_path / f"system-{len(started)}")
         (tmp_path / f"system-{len(started)}").mkdir()
         system.procs.env.update({k: str(v) for k, v in env.items()})
         started.append(system)

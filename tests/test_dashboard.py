@@ -238,6 +238,19 @@ def test_the_system_page_shows_a_healthy_system_live(system, target, page):
     screenshot(page, "system", system.backend)
 
 
+def test_the_system_page_shows_each_shard_and_its_leader(make_system, page):
+    own = make_system(workers=1, dispatchers=2, shards=4)
+    page.goto(f"{own.api.base}/#/system")
+    rows = page.locator("#shards tbody tr")
+    expect(rows).to_have_count(4)
+    for shard in range(4):
+        expect(page.locator(f"#shards tr[data-shard='{shard}']")).to_contain_text(
+            re.compile(r"dispatcher-[12]"))
+    expect(page.locator("[data-card='Leaders'] .value")).to_contain_text("dispatcher-")
+    expect(page.locator("[data-component=leader]")).to_have_attribute("data-ok", "true")
+    screenshot(page, "system-shards", own.backend)
+
+
 def test_an_api_with_a_token_gets_the_sign_in_prompt(make_system, page):
     token = "dash-s3cret"
     own = make_system(workers=0, dispatchers=0, JOBSCHED_API_TOKEN=token)
