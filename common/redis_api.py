@@ -95,6 +95,3 @@ class ApiShards(Shards[ApiRedis]):
 
     def enqueue_once(self, job_id: str, token: str, message: str, guard_ms: int) -> bool:
         return self.for_job(job_id).enqueue_once(token, message, guard_ms)
-
-    def spooled(self) -> int:
-        return sum(store.spooled() for store in self)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from common.keys import Keys
-from common.message import MESSAGE_FORMAT, FireMessage
+from common.message import MESSAGE_FORMAT
 from common.redisstore import CLAIM_MEMORY_MS, Released, RedisStore
 from common.shards import Shards
 
@@ -151,12 +151,6 @@ class DispatcherShards(Shards[DispatcherRedis]):
     def job_states(self, job_ids: list[str]) -> list[tuple]:
         """Per job, from its shard: see DispatcherRedis.job_states."""
         return self.per_job(job_ids, str, DispatcherRedis.job_states)
-
-    def queue_retries(self, messages: dict[str, int]) -> None:
-        """Retry messages, each into its job's shard."""
-        groups = self.by_shard(list(messages), lambda m: FireMessage.decode(m.encode()).spec.id)
-        for shard, group in groups.items():
-            self[shard].queue_retries({message: messages[message] for _, message in group})
 
     def register(self, dispatcher_id: str, lease_ms: int, now_ms: int) -> int:
         """Say this dispatcher is alive for a lease length; returns how many

@@ -51,9 +51,6 @@ class Shards(Generic[S]):
     def __iter__(self) -> Iterator[S]:
         return iter(self.stores)
 
-    def __len__(self) -> int:
-        return self.count
-
     def index_of(self, job_id: str) -> int:
         return shard_of(job_id, self.count)
 
@@ -75,20 +72,15 @@ class Shards(Generic[S]):
             raise failure
         return results
 
-    def by_shard(self, items, job_of) -> dict[int, list[tuple[int, object]]]:
-        """Items grouped by their job's shard, each with its position."""
-        groups: dict[int, list[tuple[int, object]]] = {}
-        for position, item in enumerate(items):
-            groups.setdefault(self.index_of(job_of(item)), []).append((position, item))
-        return groups
-
     def per_job(self, items: list, job_of, call) -> list:
         """``call(store, its items)`` in each shard holding some of ``items``
         (by their job), the answers put back in the order of ``items``."""
+        positions: dict[int, list[int]] = {}
+        for position, item in enumerate(items):
+            positions.setdefault(self.index_of(job_of(item)), []).append(position)
         answers: list = [None] * len(items)
-        for shard, group in self.by_shard(items, job_of).items():
-            found = call(self[shard], [item for _, item in group])
-            for (position, _), answer in zip(group, found):
+        for shard, group in positions.items():
+            for position, answer in zip(group, call(self[shard], [items[p] for p in group])):
                 answers[position] = answer
         return answers
 

@@ -92,13 +92,19 @@ def requeue_pending_retries(shards: DispatcherShards, sessions: sessionmaker, no
                                     later.attempt > Execution.attempt)))
     with sessions() as session:
         rows = session.execute(query).all()
-    retries = {FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
-                                  row.attempt + 1): now for row, job in rows
-               if lost is None or shards.index_of(job.id) in lost}
-    if retries:
-        shards.queue_retries(retries)
-        log.warning("queued %d pending retries again after Redis lost them", len(retries))
-    return len(retries)
+    by_shard: dict[int, dict[str, int]] = {}
+    for row, job in rows:
+        shard = shards.index_of(job.id)
+        if lost is None or shard in lost:
+            message = FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
+                                         row.attempt + 1)
+            by_shard.setdefault(shard, {})[message] = now
+    for shard, retries in by_shard.items():
+        shards[shard].queue_retries(retries)
+    queued = sum(map(len, by_shard.values()))
+    if queued:
+        log.warning("queued %d pending retries again after Redis lost them", queued)
+    return queued
 
 
 def _finished_version(entry: bytes | None) -> int | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,7 +17,7 @@ from common.redis_api import ApiRedis
 from common.redis_dispatcher import DispatcherRedis
 from common.redis_worker import WorkerRedis
 from common.redisstore import connect
-from tests.backends import MysqlServers, SqliteServers
+from tests.backends import Backend, MysqlServers, SqliteServers
 from tests.support import (SUMMARY, Api, Processes, Target, free_port, make_client, python_env,
                            wait_until)
 
@@ -146,6 +148,21 @@ class System:
             self.procs.stop_all()
         finally:
             self.redis.close()
+
+
+@contextmanager
+def system_on_cluster(cluster, servers, log_dir, shards: int = 1, dispatchers: int = 1):
+    """api, the dispatchers and two workers on a Redis Cluster (tests/cluster.py),
+    under a hash-tagged prefix of their own, the schedule in ``shards``."""
+    base = servers.new_backend()
+    backend = Backend(base.name, base.database_url, cluster.url,
+                      f"{{jobsched-{uuid.uuid4().hex[:8]}}}:", cluster=True, shards=shards)
+    system = System(backend, log_dir)
+    try:
+        system.start(workers=2, dispatchers=dispatchers)
+        yield system
+    finally:
+        system.stop()
 
 
 @pytest.fixture

@@ -116,6 +116,20 @@ def tally_every_second(received, first_ms: int, last_ms: int,
                  lost=len(expected - set(calls)), early=early)
 
 
+def calls_per_fire(target, paths) -> dict[str, int]:
+    """Calls the target received per execution id, on these paths."""
+    counts: dict[str, int] = defaultdict(int)
+    for path in paths:
+        for r in target.received(path):
+            counts[r.headers["X-Jobsched-Execution-Id"]] += 1
+    return dict(counts)
+
+
+def called_twice(target, paths) -> set[str]:
+    """The execution ids called more than once."""
+    return {e for e, n in calls_per_fire(target, paths).items() if n > 1}
+
+
 def kill_worker_mid_call(system, target, name: str, kind: str | None = None) -> set[str]:
     """SIGKILL a worker that verifiably holds a call on the wire: stopped
     (SIGSTOP), its in-flight list read, and killed only if the target is

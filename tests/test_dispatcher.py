@@ -217,7 +217,7 @@ def test_after_redis_loss_pending_retries_are_queued_again(backend, store, sessi
                                   redelivered=False, scheduled_at_ms=fire,
                                   started_at_ms=fire, finished_at_ms=fire, status=status,
                                   duration_ms=0, final=final))
-    assert requeue_pending_retries(store, sessions, T0 + 5000) == 1
+    assert requeue_pending_retries(DispatcherShards([store]), sessions, T0 + 5000) == 1
     (raw,) = store.client.zrange(store.keys.retry, 0, -1)
     msg = FireMessage.decode(raw)
     assert (msg.execution_id, msg.attempt) == (f"j:{T0}", 2)

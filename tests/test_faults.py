@@ -21,8 +21,8 @@ import pytest
 from common.message import FireMessage
 from tests.backends import BundledRedis, Backend
 from tests.conftest import BACKENDS, System
-from tests.faults import (TcpProxy, account, kill_worker_mid_call, rows_by_fire,
-                          start_jobs)
+from tests.faults import (TcpProxy, account, calls_per_fire, kill_worker_mid_call,
+                          rows_by_fire, start_jobs)
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow,
@@ -78,15 +78,6 @@ def at_most_once_held(target, path) -> bool:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def calls_per_fire(target, paths):
-    counts = {}
-    for path in paths:
-        for r in target.received(path):
-            e = r.headers["X-Jobsched-Execution-Id"]
-            counts[e] = counts.get(e, 0) + 1
-    return counts
 
 
 def test_worker_sigkill_mid_call(fault_system, target):

@@ -2,9 +2,7 @@
 JOBSCHED_REDIS_CLUSTER=true and a hash-tagged prefix every key of a
 deployment lives in one slot, so every Lua script runs as on one Redis.
 (One shard; tests/test_shards.py spreads the schedule over slots.)"""
-import uuid
 from collections import Counter
-from contextlib import contextmanager
 
 import pytest
 
@@ -12,9 +10,8 @@ from common.errors import ConfigError
 from common.keys import Keys
 from common.redisstore import connect
 from common.settings import Settings
-from tests.backends import Backend
 from tests.cluster import RedisClusterServers
-from tests.conftest import EveryRole, System
+from tests.conftest import EveryRole, system_on_cluster
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
@@ -49,23 +46,9 @@ def test_the_prefix_puts_every_key_in_one_slot_of_the_cluster(cluster):
     store.client.close()
 
 
-@contextmanager
-def running_system(cluster, servers, log_dir):
-    """api, a dispatcher and two workers on the cluster, under a prefix of their own."""
-    base = servers.new_backend()
-    backend = Backend(base.name, base.database_url, cluster.url,
-                      f"{{jobsched-{uuid.uuid4().hex[:8]}}}:", cluster=True)
-    system = System(backend, log_dir)
-    try:
-        system.start(workers=2, dispatchers=1)
-        yield system
-    finally:
-        system.stop()
-
-
 @pytest.fixture
 def cluster_system(cluster, servers, tmp_path):
-    with running_system(cluster, servers, tmp_path) as system:
+    with system_on_cluster(cluster, servers, tmp_path) as system:
         yield system
 
 
@@ -95,7 +78,7 @@ def own_cluster(tmp_path):
 
 @pytest.fixture
 def own_cluster_system(own_cluster, servers, tmp_path):
-    with running_system(own_cluster, servers, tmp_path) as system:
+    with system_on_cluster(own_cluster, servers, tmp_path) as system:
         yield system
 
 

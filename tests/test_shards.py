@@ -13,10 +13,9 @@ from common.errors import ConfigError
 from common.keys import Keys, shard_keys, shard_of
 from common.redis_api import ApiShards
 from common.redis_worker import WorkerShards
-from tests.backends import Backend
 from tests.cluster import RedisClusterServers
-from tests.conftest import System
-from tests.faults import Tally, account, kill_worker_mid_call, start_jobs
+from tests.conftest import System, system_on_cluster
+from tests.faults import Tally, account, called_twice, kill_worker_mid_call, start_jobs
 from tests.support import summarize, wait_until
 
 pytestmark = pytest.mark.slow
@@ -72,15 +71,11 @@ def test_reads_and_writes_by_job_reach_each_jobs_shard_and_answer_in_order(backe
         client.close()
 
 
-def sharded(backend: Backend, shards: int, **changes) -> Backend:
-    return dataclasses.replace(backend, shards=shards, **changes)
-
-
 @pytest.fixture
 def four_shards(servers, tmp_path):
     """api, two dispatchers and two workers; the schedule in four shards of
     one Redis."""
-    system = System(sharded(servers.new_backend(), 4), tmp_path)
+    system = System(dataclasses.replace(servers.new_backend(), shards=4), tmp_path)
     try:
         system.start(workers=2, dispatchers=2)
         yield system
@@ -131,8 +126,7 @@ def test_four_shards_on_one_redis_fire_each_job_in_its_own_shard(four_shards, ta
         # A fire already past the gate may still land just after the answer.
         late = [r for r in target.received(jobs[job_id]) if r.scheduled_ms > stopped_ms + 1000]
         assert late == []
-    calls = Counter(r.headers["X-Jobsched-Execution-Id"] for r in target.received("/ok/shard"))
-    assert {e: n for e, n in calls.items() if n > 1} == {}
+    assert called_twice(target, jobs.values()) == set()
 
 
 # -- on a Redis Cluster ----------------------------------------------------
@@ -148,15 +142,8 @@ def cluster(tmp_path_factory):
 def eight_shards_on_the_cluster(cluster, servers, tmp_path):
     """api, two dispatchers and two workers; the schedule in eight shards of
     the cluster."""
-    base = servers.new_backend()
-    backend = Backend(base.name, base.database_url, cluster.url,
-                      f"{{jobsched-{uuid.uuid4().hex[:8]}}}:", cluster=True, shards=8)
-    system = System(backend, tmp_path)
-    try:
-        system.start(workers=2, dispatchers=2)
+    with system_on_cluster(cluster, servers, tmp_path, shards=8, dispatchers=2) as system:
         yield system
-    finally:
-        system.stop()
 
 
 def test_two_dispatchers_share_eight_shards_and_the_survivor_takes_all(
@@ -192,9 +179,7 @@ def test_a_worker_killed_mid_call_on_a_sharded_cluster_loses_nothing(
     until_ms = (int(time.time() * 1000) // 1000 + 4) * 1000
     total, _ = account("8 shards: worker SIGKILL", system, target, jobs, until_ms)
     assert (total.lost, total.unrecorded, total.early) == (0, 0, 0)
-    calls = Counter(r.headers["X-Jobsched-Execution-Id"]
-                    for r in target.received("/sleep/300/cluster-worker"))
-    twice = {e for e, n in calls.items() if n > 1}
+    twice = called_twice(target, jobs.values())
     assert twice <= held and len(twice) == total.duplicated
 
 
@@ -217,9 +202,7 @@ def test_flushall_of_one_master_is_rebuilt_and_costs_only_its_shards(
     until_ms = (int(time.time() * 1000) // 1000 + 3) * 1000
     total, _ = account("8 shards: FLUSHALL a master", system, target, jobs, until_ms)
     assert (total.lost, total.unrecorded, total.early) == (0, 0, 0)
-    calls = Counter(r.headers["X-Jobsched-Execution-Id"]
-                    for r in target.received("/ok/cluster-flush"))
-    twice = [e for e, n in calls.items() if n > 1]
+    twice = called_twice(target, jobs.values())
     assert all(shard_of(e.rsplit(":", 1)[0], 8) in flushed_shards for e in twice), twice
     assert all(abs(int(e.rsplit(":", 1)[1]) - flushed_ms) <= 2000 for e in twice), twice
     in_flushed = sum(1 for job_id in jobs if shard_of(job_id, 8) in flushed_shards)
@@ -229,16 +212,11 @@ def test_flushall_of_one_master_is_rebuilt_and_costs_only_its_shards(
 @pytest.fixture
 def eight_shards_on_a_cluster_of_their_own(servers, tmp_path):
     cluster = RedisClusterServers(tmp_path / "redis-cluster")
-    base = servers.new_backend()
-    backend = Backend(base.name, base.database_url, cluster.url,
-                      f"{{jobsched-{uuid.uuid4().hex[:8]}}}:", cluster=True, shards=8)
-    system = System(backend, tmp_path)
     try:
-        system.start(workers=2, dispatchers=2)
-        system.cluster = cluster
-        yield system
+        with system_on_cluster(cluster, servers, tmp_path, shards=8, dispatchers=2) as system:
+            system.cluster = cluster
+            yield system
     finally:
-        system.stop()
         cluster.stop()
 
 
@@ -260,7 +238,5 @@ def test_a_master_killed_under_eight_shards_is_replaced_and_no_fire_is_lost(
     until_ms = (int(time.time() * 1000) // 1000 + 4) * 1000
     total, _ = account("8 shards: master SIGKILL", system, target, jobs, until_ms)
     assert (total.lost, total.unrecorded, total.early) == (0, 0, 0)
-    calls = Counter(r.headers["X-Jobsched-Execution-Id"]
-                    for r in target.received("/ok/cluster-failover"))
-    twice = [e for e, n in calls.items() if n > 1]
+    twice = called_twice(target, jobs.values())
     assert all(shard_of(e.rsplit(":", 1)[0], 8) in failed_over for e in twice), twice
