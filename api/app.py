@@ -35,10 +35,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     redis_client = connect(settings.redis_url, settings.redis_cluster, socket_timeout=5)
     store = ApiShards.open(redis_client, settings.redis_prefix, settings.redis_shards)
     try:
-        store.agree_on_count()
+        store.follow_layout()
     except RedisError:
-        log.warning("Redis unavailable at start: the shard count is checked by the "
-                    "dispatcher and the workers")
+        log.warning("Redis unavailable at start: the shard layout is read at the first "
+                    "write")
     app.extensions["jobsched"] = Services(settings=settings, sessions=make_sessionmaker(engine),
                                           store=store)
     if settings.api_token:

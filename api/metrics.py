@@ -58,12 +58,12 @@ class _Collector:
                                    labels=["id", "shard"])
         for shard in q["shards"]:
             if shard["leader"]:
-                leader.add_metric([shard["leader"], str(shard["shard"])], 1)
+                leader.add_metric([shard["leader"], _label(shard)], 1)
         yield leader
         for name, help_text, field in SHARD_GAUGES:
             family = GaugeMetricFamily(name, help_text, labels=["shard"])
             for shard in q["shards"]:
-                family.add_metric([str(shard["shard"])], shard[field] or 0)
+                family.add_metric([_label(shard)], shard[field] or 0)
             yield family
         yield gauge("jobsched_leader_lease_age_seconds", "Since the leader took the lease",
                     (q["leaseAgeMs"] or 0) / 1000)
@@ -73,3 +73,8 @@ def exposition(services: Services) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(services))
     return generate_latest(registry)
+
+
+def _label(shard: dict) -> str:
+    """A shard's label: its number ("2-old" while a reshard retires it)."""
+    return f"{shard['shard']}-old" if shard["retiring"] else str(shard["shard"])

@@ -477,7 +477,9 @@ class HealthOut(BaseModel):
 
 
 class ShardQueueState(BaseModel):
-    shard: int
+    shard: int = Field(description="its number in the layout")
+    retiring: bool = Field(description="a shard of the old count that `jobsched reshard` "
+                                       "empties and retires")
     scheduled: int
     ready: int
     retry: int
@@ -498,9 +500,12 @@ class QueueState(BaseModel):
     leader: str | None = Field(description="the dispatchers holding the leases, comma-separated "
                                            "(one with one shard)")
     leaderless: list[int] = Field(description="shards no dispatcher leads")
+    layout: str = Field(description='the number of shards ("4"), or while `jobsched reshard` '
+                                    'moves jobs, from and to ("4>2")')
     leaseRemainingMs: int | None
     leaseAgeMs: int | None = Field(description="since the youngest lease was taken")
-    shards: list[ShardQueueState] = Field(description="per shard (JOBSCHED_SHARDS)")
+    shards: list[ShardQueueState] = Field(description="per shard (JOBSCHED_SHARDS; while "
+                                                      "resharding, of both counts)")
 
 
 class JobCounts(BaseModel):

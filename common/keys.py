@@ -34,11 +34,17 @@ itself. With one shard, every key is under the prefix, as it always was.
 | once:<token>         | STRING + TTL | a replay already queued (repeated requests are refused) |
 | leader:since         | STRING       | when the current leader acquired the lease (epoch ms)   |
 | streaks              | HASH         | job id -> fires in a row that failed for good           |
+| layout               | STRING       | the layout this shard serves ("4", or "4>2" while       |
+|                      |              | resharding): a write routed by another is refused       |
+| moved                | HASH         | job id -> its state when `jobsched reshard` moved it to |
+|                      |              | its new shard ("1" once there); its spec stays here for |
+|                      |              | the fires queued before, until the reshard ends         |
 | *shared by all shards* |    |                                                         |
 | system-alert:<kind>  | STRING + TTL | a system alert raised recently (not raised again)       |
 | alert-delivery:<ref> | STRING + TTL | the worker delivering an alert's webhook (once, not twice) |
 | metrics              | HASH         | system-wide metric totals (common/metrics.py)           |
-| shards               | STRING       | the number of shards the keys are laid out in           |
+| shards               | STRING       | the layout: the number of shards ("4"), or while        |
+|                      |              | resharding, from and to ("4>2")                         |
 | dispatchers          | ZSET         | dispatcher id -> until when it is alive (epoch ms): how  |
 |                      |              | many share the shards' leases                           |
 
@@ -48,6 +54,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,14 @@ class Keys:
         return self.shared + "dispatchers"
 
     @property
+    def layout(self) -> str:
+        return self.prefix + "layout"
+
+    @property
+    def moved(self) -> str:
+        return self.prefix + "moved"
+
+    @property
     def wake(self) -> str:
         return self.prefix + "wake"
 
@@ -175,3 +191,35 @@ def shard_keys(prefix: str, count: int) -> list[Keys]:
 def shard_of(job_id: str, count: int) -> int:
     """The shard a job lives in: stable across processes and restarts."""
     return zlib.crc32(job_id.encode()) % count if count > 1 else 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the schedule is split: ``count`` shards, or while ``jobsched
+    reshard`` moves jobs, from ``count`` shards ``to`` another count. Stored
+    as text in the shared ``shards`` key and in each shard's ``layout``."""
+
+    count: int
+    to: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> "Layout":
+        if isinstance(text, bytes):
+            text = text.decode()
+        try:
+            count, _, to = text.partition(">")
+            return cls(int(count), int(to) if to else None)
+        except ValueError:
+            raise ConfigError(f"Redis holds an unknown shard layout {text!r}") from None
+
+    def __str__(self) -> str:
+        return f"{self.count}" if self.to is None else f"{self.count}>{self.to}"
+
+    @property
+    def resharding(self) -> bool:
+        return self.to is not None
+
+    @property
+    def final(self) -> int:
+        """The count once any reshard under way is done."""
+        return self.count if self.to is None else self.to

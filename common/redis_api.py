@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import redis
 
 from common.keys import Keys
-from common.redisstore import RedisStore
-from common.shards import Shards
+from common.redisstore import RedisError, RedisStore
+from common.shards import LAYOUT_TRIES, LayoutChanging, Shards
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class QueueSnapshot:
 class ApiRedis(RedisStore):
     def __init__(self, client: redis.Redis, keys: Keys):
         super().__init__(client, keys)
-        self._enqueue_once = self._script("enqueue_once")
+        self._enqueue = self._script("enqueue")
 
     def metric_fields(self) -> dict[bytes, bytes]:
         return self.client.hgetall(self.keys.metrics)
@@ -62,13 +62,16 @@ class ApiRedis(RedisStore):
         scores, finished = pipe.execute()
         return list(zip(scores, finished))
 
-    def enqueue(self, message: str) -> None:
-        self.client.rpush(self.keys.ready, message)
-
-    def enqueue_once(self, token: str, message: str, guard_ms: int) -> bool:
-        """Queue ``message`` unless ``token`` was used in the last ``guard_ms``."""
-        return self._enqueue_once(keys=[self.keys.once(token), self.keys.ready],
-                                  args=[message, guard_ms]) == 1
+    def enqueue(self, job_id: str, message: str, token: str | None = None, guard_ms: int = 0,
+                layout: str = "", redirect: bool = False) -> str:
+        """Queue a fire of ``job_id``, unless ``token`` was used in the last
+        ``guard_ms``: "queued", "repeated", or while resharding "moved"
+        (queue it in the job's new shard) or "relayout" (see enqueue.lua)."""
+        k = self.keys
+        keys = [k.ready, k.layout, k.moved, k.jobs] + ([k.once(token)] if token else [])
+        code = self._enqueue(keys=keys, args=[message, layout, job_id,
+                                              "1" if redirect else "0", guard_ms])
+        return {1: "queued", 0: "repeated", -3: "moved", -4: "relayout"}[int(code)]
 
     def spooled(self) -> int:
         return self.client.llen(self.keys.results)
@@ -80,9 +83,14 @@ class ApiShards(Shards[ApiRedis]):
 
     role = ApiRedis
 
-    def queue_snapshots(self) -> list[QueueSnapshot]:
-        """Each shard's queues, workers and lease, in shard order."""
-        return [store.queue_snapshot() for store in self]
+    def queue_snapshots(self) -> list[tuple[tuple[int, bool], QueueSnapshot]]:
+        """Each shard's number (see Shards.number) with its queues, workers
+        and lease, in shard order (a reshard under way: of both counts)."""
+        try:
+            self.follow_layout()
+        except RedisError:
+            pass   # the shared keys' node is down: the layout known
+        return [(self.number(i), self[i].queue_snapshot()) for i in self.ids]
 
     def metric_fields(self) -> dict[bytes, bytes]:
         return self.shared.metric_fields()
@@ -90,8 +98,18 @@ class ApiShards(Shards[ApiRedis]):
     def live_state(self, job_ids: list[str]) -> list[tuple[float | None, bytes | None]]:
         return self.per_job(job_ids, str, ApiRedis.live_state)
 
-    def enqueue(self, job_id: str, message: str) -> None:
-        self.for_job(job_id).enqueue(message)
-
-    def enqueue_once(self, job_id: str, token: str, message: str, guard_ms: int) -> bool:
-        return self.for_job(job_id).enqueue_once(token, message, guard_ms)
+    def enqueue(self, job_id: str, message: str, token: str | None = None,
+                guard_ms: int = 0) -> bool:
+        """Queue a fire of the job in its shard (while resharding, in its new
+        shard once it moved); False when ``token`` was used in the last
+        ``guard_ms``."""
+        for attempt in range(LAYOUT_TRIES):
+            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            outcome = self[home].enqueue(job_id, message, token, guard_ms, layout,
+                                         redirect=home != dest)
+            if outcome == "moved":
+                outcome = self[dest].enqueue(job_id, message, token, guard_ms, layout)
+            if outcome != "relayout":
+                return outcome == "queued"
+            self.relayout(attempt)
+        raise LayoutChanging(f"the shard layout kept changing while queuing a fire of {job_id}")

@@ -56,10 +56,6 @@ class DispatcherRedis(RedisStore):
         pipe.hmget(k.finished, job_ids)
         return list(zip(*pipe.execute()))
 
-    def scan_job_ids(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        cursor, chunk = self.client.hscan(self.keys.jobs, cursor, count=count)
-        return cursor, [job_id.decode() for job_id in chunk]
-
     def hold_lease(self, candidate: str, lease_ms: int) -> bool:
         return self._lease(keys=[self.keys.leader, self.keys.leader_since],
                            args=[candidate, lease_ms]) == 1

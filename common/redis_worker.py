@@ -151,8 +151,9 @@ class WorkerShards(Shards[WorkerRedis]):
         self._turn = 0   # the shard popped first next time (rotates: none starves)
 
     def _rotation(self) -> list[int]:
-        start, self._turn = self._turn, (self._turn + 1) % self.count
-        return [(start + i) % self.count for i in range(self.count)]
+        ids = self.ids
+        start, self._turn = self._turn % len(ids), self._turn + 1
+        return ids[start:] + ids[:start]
 
     def pop_ready(self, worker_id: str, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` ready messages, moved into this worker's in-flight
@@ -203,8 +204,9 @@ class WorkerShards(Shards[WorkerRedis]):
     def drop_heartbeat(self, worker_id: str) -> None:
         self.each(lambda store: store.drop_heartbeat(worker_id))
 
-    def leaders_and_ready_heads(self) -> list[tuple[str | None, bytes | None]]:
-        return [store.leader_and_ready_head() for store in self]
+    def leaders_and_ready_heads(self) -> list[tuple[str, str | None, bytes | None]]:
+        """Per shard: its label, its leader and its oldest ready message."""
+        return [(self.label(i), *self[i].leader_and_ready_head()) for i in self.ids]
 
     def take_results(self, worker_id: str, limit: int) -> tuple[int, list[bytes]]:
         """Spooled results to write, from the first shard holding some."""
@@ -229,10 +231,25 @@ class WorkerShards(Shards[WorkerRedis]):
         self[shard].drop_malformed(worker_id, raw)
 
     def acquire_running(self, job_id: str, execution_id: str, expire_ms: int) -> bool:
-        return self.for_job(job_id).acquire_running(job_id, execution_id, expire_ms)
+        """The job's running mark (concurrency=forbid). While resharding, in
+        its new shard and its old one: workers that still route by the old
+        layout look in the old, those that already route by the new look in
+        the new, so no two calls of the job overlap as workers follow."""
+        home, dest = self.index_of(job_id), self.dest_of(job_id)
+        if home == dest:
+            return self[home].acquire_running(job_id, execution_id, expire_ms)
+        if not self[dest].acquire_running(job_id, execution_id, expire_ms):
+            return False
+        if self[home].acquire_running(job_id, execution_id, expire_ms):
+            return True
+        self[dest].release_running(job_id, execution_id)
+        return False
 
     def release_running(self, job_id: str, execution_id: str) -> None:
-        self.for_job(job_id).release_running(job_id, execution_id)
+        home, dest = self.index_of(job_id), self.dest_of(job_id)
+        self[home].release_running(job_id, execution_id)
+        if home != dest:
+            self[dest].release_running(job_id, execution_id)
 
     def apply_streaks(self, events: list[tuple[str, str]]) -> list[int]:
         """WorkerRedis.apply_streaks in each job's shard (in order per job)."""

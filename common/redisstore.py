@@ -63,6 +63,7 @@ class RedisStore:
         self._publish = self._script("publish_job")
         self._remove = self._script("remove_job")
         self._release = self._script("release_inflight")
+        self._move_in = self._script("move_in")
 
     def _script(self, name: str):
         """common/lua/<name>.lua, registered with the client (EVALSHA, loaded on
@@ -77,24 +78,43 @@ class RedisStore:
         recorder.flush(self.client, self.keys.metrics)
 
     def publish_job(self, job_id: str, spec_json: str, version: int,
-                    next_fire_ms: int | None, enabled: bool) -> tuple[str, int | None]:
-        """("written" | "stale" | "deleted", None) or ("refused", floor): the
-        next fire must come after ``floor``, the job's last claimed fire."""
+                    next_fire_ms: int | None, enabled: bool, layout: str = "",
+                    redirect: bool = False) -> tuple[str, object]:
+        """("written" | "stale" | "deleted" | "relayout", None), ("refused",
+        floor): the next fire must come after ``floor``, the job's last
+        claimed fire, or ("moved", the job's state to move in or None): write
+        it in its new shard (see publish_job.lua)."""
         k = self.keys
         result = self._publish(
-            keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted, k.wake],
+            keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted, k.wake,
+                  k.layout, k.moved],
             args=[job_id, spec_json, version, "" if next_fire_ms is None else next_fire_ms,
-                  "1" if enabled else "0"])
+                  "1" if enabled else "0", layout, "1" if redirect else "0"])
         code = int(result[0])
         if code == -2:
             return "refused", int(result[1])
-        return {1: "written", 0: "stale", -1: "deleted"}[code], None
+        if code == -3:
+            return "moved", result[1].decode() if result[1] else None
+        return {1: "written", 0: "stale", -1: "deleted", -4: "relayout"}[code], None
 
-    def remove_job(self, job_id: str, now_ms: int) -> None:
-        """Take a deleted job out of Redis, leaving a tombstone."""
+    def remove_job(self, job_id: str, now_ms: int, layout: str = "") -> bool:
+        """Take a deleted job out of Redis, leaving a tombstone; False when
+        routed by another layout than this shard serves."""
         k = self.keys
-        self._remove(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted,
-                           k.fail_streaks, k.running(job_id)], args=[job_id, now_ms])
+        return self._remove(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished,
+                                  k.deleted, k.fail_streaks, k.running(job_id), k.layout],
+                            args=[job_id, now_ms, layout]) == 1
+
+    def move_in(self, moves: list[tuple[str, str]]) -> None:
+        """Install jobs moved here from their old shard by ``jobsched
+        reshard``: (job id, its state when moved), see move_in.lua."""
+        k = self.keys
+        self._move_in(keys=[k.jobs, k.schedule, k.pending, k.claimed, k.finished, k.deleted,
+                            k.wake], args=[value for move in moves for value in move])
+
+    def scan_job_ids(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        cursor, chunk = self.client.hscan(self.keys.jobs, cursor, count=count)
+        return cursor, [job_id.decode() for job_id in chunk]
 
     def registered_workers(self) -> list[str]:
         return [w.decode() for w in self.client.smembers(self.keys.workers)]

@@ -1,7 +1,15 @@
 """The schedule split into shards (JOBSCHED_SHARDS): one gateway of a role
 per shard, each over its own hash-tagged keys (common/keys.py), and what
 spans them: routing a job to its shard, the keys all shards share, and the
-shard count every process must agree on.
+layout every process follows.
+
+The layout lives in Redis (the shared ``shards`` key), so that ``jobsched
+reshard`` can change it while the system runs: each process follows it (the
+dispatcher each second, a worker at each heartbeat, the API when a write is
+refused as routed by an older layout). While a reshard runs, a process
+serves the shards of both counts; a job's writes go first to its shard in
+the old count, which sends them on once the job has moved
+(common/lua/publish_job.lua).
 
 Each role's shards (ApiShards, DispatcherShards, WorkerShards) add what that
 role does across shards. With one shard every call goes to the one gateway,
@@ -9,32 +17,72 @@ over the keys jobsched always had.
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Generic, Iterator, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
 
-from common.errors import ConfigError
-from common.keys import Keys, shard_keys, shard_of
+from common.keys import Keys, Layout, shard_keys, shard_of
 from common.redisstore import RedisError, RedisStore
+
+log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=RedisStore)
 
+# A write refused as routed by an older layout follows the new one; a
+# layout that keeps changing under one write is an error.
+LAYOUT_TRIES = 5
+
+
+class LayoutChanging(RedisError):
+    """The shard layout changed under a write more than LAYOUT_TRIES times."""
+
 
 class Shards(Generic[S]):
+    """The shards of one layout, each by an id fixed for this process's life
+    (a message or lease held names its shard by id, across a reshard)."""
+
     role: type[RedisStore] = RedisStore
 
-    def __init__(self, stores: list[S]):
-        self.stores = stores
-        self.count = len(stores)
+    def __init__(self, stores: list[S], layout: Layout | None = None):
         self.client = stores[0].client
-        # The shared keys (metrics, alerts, the shard count) are named alike
-        # in every shard's Keys: shard 0's gateway serves them.
+        self.prefix = stores[0].keys.shared
+        # The shared keys (metrics, alerts, the layout) are named alike in
+        # every shard's Keys: the first gateway serves them.
         self.shared = stores[0]
+        self.stores: list[S] = []            # by id; never shrinks
+        self._ids: dict[str, int] = {}       # key prefix -> id
+        for store in stores:
+            self._ids[store.keys.prefix] = len(self.stores)
+            self.stores.append(store)
+        self._adopt(layout or Layout(len(stores)))
 
     @classmethod
     def open(cls, client: redis.Redis, prefix: str, count: int = 1):
         return cls([cls.role(client, keys) for keys in shard_keys(prefix, count)])
+
+    def _id_of(self, keys: Keys) -> int:
+        if keys.prefix not in self._ids:
+            self._ids[keys.prefix] = len(self.stores)
+            self.stores.append(self.role(self.client, keys))
+        return self._ids[keys.prefix]
+
+    def _adopt(self, layout: Layout) -> None:
+        old = [self._id_of(k) for k in shard_keys(self.prefix, layout.count)]
+        new = [self._id_of(k) for k in shard_keys(self.prefix, layout.final)]
+        # Replaced whole, never changed in place: other threads read them.
+        self._old, self._new = old, new
+        self.ids = old + [i for i in new if i not in old]
+        self._numbers = {i: (n, i not in new) for n, i in enumerate(old)}
+        self._numbers.update({i: (n, False) for n, i in enumerate(new)})
+        self.layout = layout
+
+    @property
+    def count(self) -> int:
+        """Shards served now (while resharding, of both counts)."""
+        return len(self.ids)
 
     @property
     def keys(self) -> Keys:
@@ -49,13 +97,29 @@ class Shards(Generic[S]):
         return self.stores[shard]
 
     def __iter__(self) -> Iterator[S]:
-        return iter(self.stores)
+        return iter([self.stores[i] for i in self.ids])
+
+    def number(self, shard: int) -> tuple[int, bool]:
+        """The shard's number in its layout, and whether a reshard under
+        way retires it."""
+        return self._numbers.get(shard, (shard, True))
+
+    def label(self, shard: int) -> str:
+        """The shard's number ("2-old": one a reshard under way retires)."""
+        number, retiring = self.number(shard)
+        return f"{number}-old" if retiring else str(number)
 
     def index_of(self, job_id: str) -> int:
-        return shard_of(job_id, self.count)
+        """The job's shard (while resharding, in the old count: its writes
+        go there first, and its reconciling and running marks stay there)."""
+        return self._old[shard_of(job_id, self.layout.count)]
+
+    def dest_of(self, job_id: str) -> int:
+        """The job's shard once any reshard under way is done."""
+        return self._new[shard_of(job_id, self.layout.final)]
 
     def for_job(self, job_id: str) -> S:
-        return self.stores[shard_of(job_id, self.count)]
+        return self.stores[self.index_of(job_id)]
 
     def each(self, action) -> list:
         """``action(store)`` in every shard, in order: a shard that cannot be
@@ -84,27 +148,58 @@ class Shards(Generic[S]):
                 answers[position] = answer
         return answers
 
+    def follow_layout(self) -> bool:
+        """Take the layout Redis holds (recording this one if it holds none);
+        whether it changed."""
+        key = self.keys.shard_count
+        self.client.set(key, str(self.layout), nx=True)
+        stored = Layout.parse(self.client.get(key) or str(self.layout))
+        if stored == self.layout:
+            return False
+        log.warning("the shard layout is %s now (was %s)", stored, self.layout)
+        self._adopt(stored)
+        return True
+
+    def relayout(self, attempt: int) -> None:
+        """A write was refused as routed by another layout than its shard
+        serves: follow the layout Redis holds (if it is the one known, the
+        reshard is changing it in the shards this moment: wait a little)."""
+        if not self.follow_layout():
+            time.sleep(0.02 * (attempt + 1))
+
     # What every role does, routed to the job's shard (common/publish.py).
     def publish_job(self, job_id: str, *args) -> tuple[str, int | None]:
-        return self.for_job(job_id).publish_job(job_id, *args)
+        """RedisStore.publish_job in the job's shard. While resharding, in
+        its old shard, which sends the write on to the new one once the job
+        has moved there (moving it first if the move is not finished)."""
+        for attempt in range(LAYOUT_TRIES):
+            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            outcome, found = self[home].publish_job(job_id, *args, layout=layout,
+                                                    redirect=home != dest)
+            if outcome == "moved":
+                if found:
+                    self[dest].move_in([(job_id, found)])
+                outcome, found = self[dest].publish_job(job_id, *args, layout=layout)
+            if outcome != "relayout":
+                return outcome, found
+            self.relayout(attempt)
+        raise LayoutChanging(f"the shard layout kept changing while writing job {job_id}")
 
     def remove_job(self, job_id: str, now_ms: int) -> None:
-        self.for_job(job_id).remove_job(job_id, now_ms)
+        """Tombstone the job in its shard (while resharding, in both: the
+        fires queued in the old one before it moved are skipped too)."""
+        for attempt in range(LAYOUT_TRIES):
+            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            done = self[home].remove_job(job_id, now_ms, layout)
+            if done and home != dest:
+                done = self[dest].remove_job(job_id, now_ms, layout)
+            if done:
+                return
+            self.relayout(attempt)
+        raise LayoutChanging(f"the shard layout kept changing while removing job {job_id}")
 
     def ping(self) -> bool:
         return self.shared.ping()
 
     def add_metrics(self, recorder) -> None:
         self.shared.add_metrics(recorder)
-
-    def agree_on_count(self) -> None:
-        """Record the shard count if Redis has none; refuse to run with
-        another count than Redis holds (jobs would be looked for in the
-        wrong shards, and fire twice)."""
-        key = self.keys.shard_count
-        self.client.set(key, self.count, nx=True)
-        stored = int(self.client.get(key) or self.count)
-        if stored != self.count:
-            raise ConfigError(
-                f"Redis holds the schedule in {stored} shards but JOBSCHED_SHARDS={self.count}: "
-                "set JOBSCHED_SHARDS to the count Redis holds")

@@ -4,7 +4,8 @@ Any number of dispatchers share the shards. Each says it is alive in a
 registry (the ``dispatchers`` ZSET) and holds at most ⌈shards / dispatchers
 alive⌉ leases: a dispatcher that starts finds the others over their share
 give theirs back, and when one dies its leases lapse and the others, now
-with a larger share, take them within a lease length.
+with a larger share, take them within a lease length. While a reshard runs,
+the shards of both counts are shared out; a shard retired is let go.
 """
 from __future__ import annotations
 
@@ -26,8 +27,7 @@ class ShardLeases:
         self.held: set[int] = set()
         self._alive = 1   # dispatchers alive, as last counted
         # Dispatchers starting together try the shards in different orders.
-        start = zlib.crc32(candidate.encode()) % shards.count
-        self._order = [(start + i) % shards.count for i in range(shards.count)]
+        self._start = zlib.crc32(candidate.encode())
 
     def hold(self, now_ms: int) -> set[int]:
         """Renew the leases held, give back those over this dispatcher's
@@ -42,12 +42,16 @@ class ShardLeases:
             # (The registry's node is down: each shard's lease still says
             # who leads it.)
             log.warning("cannot reach Redis to count the dispatchers; sharing as before")
-        share = math.ceil(self.shards.count / self._alive)
+        ids = self.shards.ids
+        share = math.ceil(len(ids) / self._alive)
+        for shard in sorted(self.held - set(ids)):
+            self.release(shard)   # retired by a reshard
         for shard in sorted(self.held):
             self.renew(shard)
         for shard in sorted(self.held, reverse=True)[:max(0, len(self.held) - share)]:
             self.release(shard)
-        for shard in self._order:
+        start = self._start % len(ids)
+        for shard in ids[start:] + ids[:start]:
             if len(self.held) >= share:
                 break
             if shard not in self.held:
@@ -59,7 +63,8 @@ class ShardLeases:
         try:
             held = self.shards[shard].hold_lease(self.candidate, self.lease_ms)
         except RedisError:
-            log.warning("cannot reach Redis to renew the lease of shard %d", shard)
+            log.warning("cannot reach Redis to renew the lease of shard %s",
+                        self.shards.label(shard))
             held = False
         if held and shard not in self.held:
             self.held.add(shard)
@@ -93,4 +98,5 @@ class ShardLeases:
             log.info("dispatcher %s lost %s", self.candidate, self._name(shard))
 
     def _name(self, shard: int) -> str:
-        return "the lease" if self.shards.count == 1 else f"the lease of shard {shard}"
+        return ("the lease" if self.shards.count == 1
+                else f"the lease of shard {self.shards.label(shard)}")

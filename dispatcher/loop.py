@@ -43,6 +43,7 @@ class Dispatcher:
         # shard -> when its workers may first be judged dead (epoch ms)
         self._reap_from: dict[int, int] = {}
         self._next_init_check = 0
+        self._next_layout_check = 0
         self.metrics = MetricsRecorder()
         self.reconciler = Reconciler(shards, sessions, settings.reconcile_interval_ms,
                                      lambda: set(self.leases.held),
@@ -54,6 +55,7 @@ class Dispatcher:
     def run_once(self, now: int) -> float:
         """One step at time ``now`` (epoch ms); returns seconds to sleep."""
         started = time.monotonic()
+        self._follow_layout(now)
         held = self.leases.hold(now)
         if held - self._led:
             self.reconciler.trigger.set()   # shards new to this leader: a full pass
@@ -72,10 +74,12 @@ class Dispatcher:
                 self._reap(shard, now)
                 self._dispatch(shard, now)
             except LostLease:
-                log.warning("lease of shard %d lost during dispatch; leaving it", shard)
+                log.warning("lease of shard %s lost during dispatch; leaving it",
+                            self.shards.label(shard))
                 self.leases.forget({shard})
             except RedisError as e:
-                log.warning("shard %d cannot be reached (%s); the others go on", shard,
+                log.warning("shard %s cannot be reached (%s); the others go on",
+                            self.shards.label(shard),
                             type(e).__name__)
                 self._hold_off_reaping(shard, now)
         try:
@@ -94,22 +98,29 @@ class Dispatcher:
                      keep_lease, self.metrics, s.dispatch_ahead_ms, finished)
         promote_retries(store, s.dispatcher_id, now, s.claim_batch_size)
 
+    def _follow_layout(self, now: int) -> None:
+        """Once a second: the shards of the layout Redis holds (a reshard
+        adds shards to lead, then retires some)."""
+        if now < self._next_layout_check:
+            return
+        self._next_layout_check = now + CHECK_INIT_INTERVAL_MS
+        try:
+            self.shards.follow_layout()
+        except RedisError:
+            pass   # the shared keys' node is down: checked again next second
+
     def _check_layout(self, now: int, held: set[int]) -> None:
-        """Once a second: the shard count still agrees with Redis, and no
-        shard led lost its data (else the reconciler rebuilds it)."""
+        """Once a second: no shard led lost its data (else the reconciler
+        rebuilds it)."""
         if now < self._next_init_check:
             return
         self._next_init_check = now + CHECK_INIT_INTERVAL_MS
-        try:
-            self.shards.agree_on_count()
-        except RedisError:
-            pass   # the shared keys' node is down: checked again next second
         lost = [shard for shard, initialized in zip(
             sorted(held), self._each_held(held, lambda store: store.initialized()))
             if initialized is False]
         if lost:
             log.warning("schedule not initialized in Redis (shard %s): rebuilding from the "
-                        "database", ", ".join(map(str, lost)))
+                        "database", ", ".join(map(self.shards.label, lost)))
             self.reconciler.trigger.set()
 
     def _each_held(self, held: set[int], action) -> list:
@@ -183,7 +194,7 @@ class Dispatcher:
                 self._wait(self.run_once(now_ms()))
             except RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
-                for shard in range(self.shards.count):
+                for shard in self.shards.ids:
                     self._hold_off_reaping(shard, now_ms())
                 self.stop_event.wait(1.0)
         self.reconciler.stop()

@@ -287,7 +287,19 @@ def history_system(servers, tmp_path, request):
 
 def test_fire_history_under_random_operations_and_kills(history_system, target, servers,
                                                         tmp_path):
-    system = history_system
+    def kills(stop: threading.Event, began: float) -> list[Fault]:
+        stop.wait(SECONDS / 3)
+        faults = [kill_a_worker_mid_call(history_system, target, "worker-1")]
+        stop.wait(max(0.0, began + 2 * SECONDS / 3 - time.monotonic()))
+        faults.append(kill_the_leader(history_system))
+        return faults
+    run_history(history_system, target, servers, tmp_path, kills)
+
+
+def run_history(system: System, target, servers, tmp_path, disturb, what: str = "") -> None:
+    """Random operations on random jobs for SECONDS while ``disturb(stop,
+    began)`` does what it does to the system (returning the faults it
+    caused), then the whole history checked."""
     seed = int(os.environ.get("JOBSCHED_HISTORY_SEED") or random.randrange(10**9))
     print(f"\nhistory seed {seed} ({servers.name}); replay: JOBSCHED_HISTORY_SEED={seed}")
     driver = Driver(system, target, seed)
@@ -311,10 +323,7 @@ def test_fire_history_under_random_operations_and_kills(history_system, target, 
     faults = []
     try:
         began = time.monotonic()
-        stop.wait(SECONDS / 3)
-        faults.append(kill_a_worker_mid_call(system, target, "worker-1"))
-        stop.wait(max(0.0, began + 2 * SECONDS / 3 - time.monotonic()))
-        faults.append(kill_the_leader(system))
+        faults = disturb(stop, began)
         stop.wait(max(0.0, began + SECONDS - time.monotonic()))
     finally:
         stop.set()
@@ -342,8 +351,8 @@ def test_fire_history_under_random_operations_and_kills(history_system, target, 
         kinds[op.kind] = kinds.get(op.kind, 0) + 1
     result.info.update({f"op {k}": n for k, n in sorted(kinds.items())})
     for line in result.describe().splitlines():
-        summarize(f"fire history checker: {servers.name}, {system.backend.shards} shard(s), "
-                  f"seed {seed}", line)
+        summarize(f"fire history checker: {servers.name}, "
+                  f"{what or f'{system.backend.shards} shard(s)'}, seed {seed}", line)
     if result.violations():
         dump = tmp_path / "history.json"
         dump.write_text(json.dumps({"ops": [vars(o) for o in driver.ops],

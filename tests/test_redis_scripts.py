@@ -405,9 +405,10 @@ def test_release_moves_only_messages_still_in_flight(store):
 
 
 def test_enqueue_once_refuses_a_repeated_token(store):
-    assert store.enqueue_once("x:4", "m", 60_000)
-    assert not store.enqueue_once("x:4", "m", 60_000)
-    assert store.client.lrange(store.keys.ready, 0, -1) == [b"m"]
+    assert store.enqueue("x", "m", "x:4", 60_000) == "queued"
+    assert store.enqueue("x", "m", "x:4", 60_000) == "repeated"
+    assert store.enqueue("x", "n") == "queued"
+    assert store.client.lrange(store.keys.ready, 0, -1) == [b"m", b"n"]
 
 
 def test_streaks_apply_in_order_and_report_what_ended(store):

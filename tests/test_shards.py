@@ -41,14 +41,20 @@ def test_each_shard_has_its_own_hash_tag_and_the_shared_keys_stay_under_the_pref
     assert shard_keys("{jobsched}:", 2)[1].ready == "{jobsched:1}:ready"
 
 
-def test_a_process_refuses_another_shard_count_than_redis_holds(backend):
+def test_a_process_follows_the_shard_layout_redis_holds_over_its_setting(backend):
+    """JOBSCHED_SHARDS lays out an empty Redis; once Redis holds a layout
+    (perhaps changed by jobsched reshard), every process takes that one."""
     client = backend.redis()
     try:
-        ApiShards.open(client, backend.prefix, 4).agree_on_count()
-        ApiShards.open(client, backend.prefix, 4).agree_on_count()   # the same: fine
-        with pytest.raises(ConfigError, match="Redis holds the schedule in 4 shards but "
-                                              "JOBSCHED_SHARDS=2"):
-            ApiShards.open(client, backend.prefix, 2).agree_on_count()
+        first = ApiShards.open(client, backend.prefix, 4)
+        assert not first.follow_layout()   # recorded
+        late = ApiShards.open(client, backend.prefix, 2)
+        assert late.follow_layout()
+        assert (str(late.layout), late.count) == ("4", 4)
+        assert [late.index_of(f"job-{i}") for i in range(8)] == [1, 3, 1, 3, 0, 2, 0, 2]
+        client.set(backend.prefix + "shards", "what")
+        with pytest.raises(ConfigError, match="unknown shard layout 'what'"):
+            late.follow_layout()
     finally:
         client.close()
 

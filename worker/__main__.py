@@ -24,7 +24,7 @@ def main(settings: Settings | None = None) -> None:
                      socket_timeout=POP_TIMEOUT_S + 10,
                      max_connections=32)
     store = WorkerShards.open(client, settings.redis_prefix, settings.redis_shards)
-    store.agree_on_count()
+    store.follow_layout()
     engine = make_engine(settings.database_url)
     worker = Worker(settings, store, engine)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -29,6 +29,8 @@ class Heartbeat(threading.Thread):
         self._stopping = threading.Event()
 
     def beat(self) -> None:
+        # A reshard (jobsched reshard) adds shards: beat and pop there too.
+        self.store.follow_layout()
         self.store.beat(self.worker_id, self.ttl_ms)
         if self.metrics:  # what the result writer has not flushed yet (e.g. webhooks)
             self.store.add_metrics(self.metrics)

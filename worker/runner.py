@@ -124,7 +124,7 @@ class Worker:
     def start(self) -> None:
         """Hand on what a previous run under this id held, then start the
         threads: the result writer, the calls' loop, the heartbeat."""
-        for shard in range(self.store.count):
+        for shard in self.store.ids:
             leftovers = self.store.release(self.id, shard, self.store.inflight(self.id, shard),
                                            self.settings.fire_mark_ttl_ms)
             if leftovers.total:
@@ -222,7 +222,7 @@ class Worker:
     def _sweep_stranded(self) -> None:
         self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         try:
-            listed = {(shard, raw) for shard in range(self.store.count)
+            listed = {(shard, raw) for shard in self.store.ids
                       for raw in self.store.inflight(self.id, shard)}
             with self._in_hand_lock:
                 orphans = {item for item in listed if item not in self._in_hand}

@@ -34,7 +34,7 @@ class SystemWatch:
 
     def check(self, now: int) -> None:
         shards = self.store.leaders_and_ready_heads()
-        leaderless = [shard for shard, (leader, _) in enumerate(shards) if not leader]
+        leaderless = [shard for shard, leader, _ in shards if not leader]
         if not leaderless:
             self._leaderless_since = None
         else:
@@ -44,7 +44,7 @@ class SystemWatch:
                 which = "" if len(shards) == 1 else f" of shard(s) {_listed(leaderless)}"
                 self._raise(NO_LEADER, f"no dispatcher has held the lease{which} for "
                                        f"{gone_ms // 1000} s: nothing is being scheduled", now)
-        waiting = [waiting_since(head) for _, head in shards if head]
+        waiting = [waiting_since(head) for _, _, head in shards if head]
         since = min((s for s in waiting if s is not None), default=None)
         if since is not None:
             age = now - since
@@ -72,5 +72,5 @@ class SystemWatch:
         self.webhooks.send(alert, payload(alert))
 
 
-def _listed(shards: list[int]) -> str:
+def _listed(shards: list[str]) -> str:
     return ", ".join(map(str, shards))

@@ -73,8 +73,8 @@ def replay_execution(services: Services, execution_id: str) -> dict:
     attempt = last.attempt + 1
     message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt, manual=True)
     try:
-        queued = services.store.enqueue_once(last.job_id, f"{execution_id}:{attempt}", message,
-                                             REPLAY_GUARD_MS)
+        queued = services.store.enqueue(last.job_id, message, f"{execution_id}:{attempt}",
+                                        REPLAY_GUARD_MS)
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e
     if not queued:  # a client retrying its POST must not run the fire twice

@@ -19,8 +19,9 @@ from common.timeutil import now_ms
 def queue_state(services: Services) -> dict:
     """Queue depths, workers alive, the leaders: in total and per shard."""
     now = now_ms()
-    snapshots = services.store.queue_snapshots()
-    shards = [_shard_state(shard, q, now) for shard, q in enumerate(snapshots)]
+    numbered = services.store.queue_snapshots()
+    snapshots = [q for _, q in numbered]
+    shards = [_shard_state(number, q, now) for number, q in numbered]
     ages = [s["oldestReadyAgeMs"] for s in shards if s["oldestReadyAgeMs"] is not None]
     leases = [s for s in shards if s["leader"]]
     return {
@@ -36,14 +37,17 @@ def queue_state(services: Services) -> dict:
                                  if s["leaseRemainingMs"] is not None), default=None),
         "leaseAgeMs": min((s["leaseAgeMs"] for s in leases if s["leaseAgeMs"] is not None),
                           default=None),
+        # "4", or while `jobsched reshard` moves jobs, "4>2".
+        "layout": str(services.store.layout),
         "shards": shards,
     }
 
 
-def _shard_state(shard: int, q, now: int) -> dict:
+def _shard_state(number: tuple[int, bool], q, now: int) -> dict:
     head_since = waiting_since(q.ready_head) if q.ready_head else None
+    shard, retiring = number
     return {
-        "shard": shard, "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
+        "shard": shard, "retiring": retiring, "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
         "inflight": q.inflight,
         "oldestReadyAgeMs": None if head_since is None else max(0, now - head_since),
         "leader": q.leader,

@@ -11,17 +11,40 @@
 -- recorded in `finished` (with its version and that fire) until the database
 -- says so; a job given a next fire leaves `finished`.
 -- Wakes the dispatcher when this job became the earliest fire.
+-- Resharding (common/shards.py): a write routed by another layout than this
+-- shard serves is refused ({-4}: the writer follows the layout and routes
+-- again). A write that may go on to the job's new shard (ARGV[7]) is sent
+-- there ({-3, its state when moved, '' when installed or new}) if the job
+-- moved or was never here; a moved job's spec is still kept current here,
+-- for the fires queued here before it moved.
 -- KEYS[1] jobs  KEYS[2] schedule  KEYS[3] pending  KEYS[4] claimed  KEYS[5] finished
--- KEYS[6] deleted  KEYS[7] wake
+-- KEYS[6] deleted  KEYS[7] wake  KEYS[8] layout  KEYS[9] moved
 -- ARGV[1] job id  ARGV[2] spec json  ARGV[3] its version
 -- ARGV[4] next fire ms, or '' for none  ARGV[5] '1' if the job is enabled
+-- ARGV[6] the writer's layout  ARGV[7] '1' if the job's new shard is another
 -- Returns {1} written, {0} a newer or the same (scheduled) version is stored,
 -- {-1} the job was deleted, {-2, floor} the next fire is not after floor.
 local id, version, nxt = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+local layout = redis.call('GET', KEYS[8])
+if layout and layout ~= ARGV[6] then
+  return {-4}
+end
 if redis.call('ZSCORE', KEYS[6], id) then
   return {-1}
 end
 local stored = redis.call('HGET', KEYS[1], id)
+if ARGV[7] == '1' then
+  local moved = redis.call('HGET', KEYS[9], id)
+  if not stored or moved then
+    if moved then
+      local ok, fields = pcall(cjson.decode, stored)
+      if not (ok and type(fields) == 'table' and (tonumber(fields['v']) or 0) >= version) then
+        redis.call('HSET', KEYS[1], id, ARGV[2])
+      end
+    end
+    return {-3, (moved and moved ~= '1') and moved or ''}
+  end
+end
 if stored then
   local ok, fields = pcall(cjson.decode, stored)
   local stored_version = ok and type(fields) == 'table' and tonumber(fields['v'])

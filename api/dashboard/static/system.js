@@ -36,7 +36,7 @@ export async function systemPage(screen) {
     showHealth(health, state);
     showThroughput(throughput, readings);
     showQueues(queues, stats);
-    showShards(shards, stats.queue.shards);
+    showShards(shards, stats.queue);
     replace(updated, `Updated ${time(new Date(at).toISOString())}, every ${REFRESH_MS / 1000} s.`);
   }
   await screen.every(REFRESH_MS, load);
@@ -138,16 +138,20 @@ function showQueues(root, stats) {
 }
 
 // With JOBSCHED_SHARDS above 1: each shard's leader and queues.
-function showShards(root, shards) {
+function showShards(root, queue) {
+  const shards = queue.shards;
   if (shards.length < 2) {
     replace(root);
     return;
   }
   const num = (value) => h("td", { class: "num" }, String(value));
-  replace(root, h("h2", null, `Shards (${shards.length})`), table(
+  const [from, to] = queue.layout.split(">");
+  const title = to ? `Shards: resharding from ${from} to ${to}` : `Shards (${shards.length})`;
+  const label = (s) => (s.retiring ? `${s.shard} (retiring)` : String(s.shard));
+  replace(root, h("h2", null, title), table(
     ["Shard", "Leader", "Scheduled", "Ready", "In flight", "Retry", "Oldest ready"],
-    shards.map((s) => h("tr", { dataset: { shard: String(s.shard) } },
-      num(s.shard),
+    shards.map((s) => h("tr", { dataset: { shard: label(s) } },
+      num(label(s)),
       h("td", null, s.leader || "none",
         s.leader && h("div", { class: "sub" }, `lease held ${duration(s.leaseAgeMs)}`)),
       num(s.scheduled), num(s.ready), num(s.inflight), num(s.retry),
