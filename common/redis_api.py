@@ -104,7 +104,7 @@ class ApiShards(Shards[ApiRedis]):
         shard once it moved); False when ``token`` was used in the last
         ``guard_ms``."""
         for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            layout, home, dest = self.route(job_id)
             outcome = self[home].enqueue(job_id, message, token, guard_ms, layout,
                                          redirect=home != dest)
             if outcome == "moved":

@@ -99,18 +99,9 @@ class ReshardRedis(RedisStore):
 
 
 class ReshardShards(Shards[ReshardRedis]):
-    """Both counts' shards while a reshard runs: ``old`` and ``new`` list
-    their ids in shard order."""
+    """Both counts' shards while a reshard runs (``old`` and ``new``)."""
 
     role = ReshardRedis
-
-    @property
-    def old(self) -> list[int]:
-        return self._old
-
-    @property
-    def new(self) -> list[int]:
-        return self._new
 
     def begin(self, to: int) -> Layout:
         """Start resharding to ``to`` shards: every process serves the shards

@@ -235,7 +235,7 @@ class WorkerShards(Shards[WorkerRedis]):
         its new shard and its old one: workers that still route by the old
         layout look in the old, those that already route by the new look in
         the new, so no two calls of the job overlap as workers follow."""
-        home, dest = self.index_of(job_id), self.dest_of(job_id)
+        _, home, dest = self.route(job_id)
         if home == dest:
             return self[home].acquire_running(job_id, execution_id, expire_ms)
         if not self[dest].acquire_running(job_id, execution_id, expire_ms):
@@ -246,7 +246,7 @@ class WorkerShards(Shards[WorkerRedis]):
         return False
 
     def release_running(self, job_id: str, execution_id: str) -> None:
-        home, dest = self.index_of(job_id), self.dest_of(job_id)
+        _, home, dest = self.route(job_id)
         self[home].release_running(job_id, execution_id)
         if home != dest:
             self[dest].release_running(job_id, execution_id)

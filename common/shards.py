@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Generic, Iterator, TypeVar
 
 import redis
@@ -38,6 +39,15 @@ LAYOUT_TRIES = 5
 
 class LayoutChanging(RedisError):
     """The shard layout changed under a write more than LAYOUT_TRIES times."""
+
+
+@dataclass(frozen=True)
+class _View:
+    layout: Layout
+    old: list[int]                       # ids of the old count's shards, in order
+    new: list[int]                       # ids of the final count's shards
+    ids: list[int]                       # every shard served now
+    numbers: dict[int, tuple[int, bool]]  # id -> (number, retiring)
 
 
 class Shards(Generic[S]):
@@ -72,12 +82,37 @@ class Shards(Generic[S]):
     def _adopt(self, layout: Layout) -> None:
         old = [self._id_of(k) for k in shard_keys(self.prefix, layout.count)]
         new = [self._id_of(k) for k in shard_keys(self.prefix, layout.final)]
-        # Replaced whole, never changed in place: other threads read them.
-        self._old, self._new = old, new
-        self.ids = old + [i for i in new if i not in old]
-        self._numbers = {i: (n, i not in new) for n, i in enumerate(old)}
-        self._numbers.update({i: (n, False) for n, i in enumerate(new)})
-        self.layout = layout
+        numbers = {i: (n, i not in new) for n, i in enumerate(old)}
+        numbers.update({i: (n, False) for n, i in enumerate(new)})
+        # One object, replaced whole: other threads route by it meanwhile.
+        self._view = _View(layout, old, new, old + [i for i in new if i not in old], numbers)
+
+    @property
+    def layout(self) -> Layout:
+        return self._view.layout
+
+    @property
+    def ids(self) -> list[int]:
+        """The shards served now, by id (while resharding, of both counts)."""
+        return self._view.ids
+
+    @property
+    def old(self) -> list[int]:
+        """The ids of the shards of the (old) count, in shard order."""
+        return self._view.old
+
+    @property
+    def new(self) -> list[int]:
+        """The ids of the shards of the count once any reshard is done."""
+        return self._view.new
+
+    def route(self, job_id: str) -> tuple[str, int, int]:
+        """The layout, the job's shard (while resharding, in the old count:
+        its writes go there first, its reconciling and running marks stay
+        there) and its shard once any reshard under way is done."""
+        view = self._view
+        return (str(view.layout), view.old[shard_of(job_id, view.layout.count)],
+                view.new[shard_of(job_id, view.layout.final)])
 
     @property
     def count(self) -> int:
@@ -102,7 +137,7 @@ class Shards(Generic[S]):
     def number(self, shard: int) -> tuple[int, bool]:
         """The shard's number in its layout, and whether a reshard under
         way retires it."""
-        return self._numbers.get(shard, (shard, True))
+        return self._view.numbers.get(shard, (shard, True))
 
     def label(self, shard: int) -> str:
         """The shard's number ("2-old": one a reshard under way retires)."""
@@ -110,13 +145,10 @@ class Shards(Generic[S]):
         return f"{number}-old" if retiring else str(number)
 
     def index_of(self, job_id: str) -> int:
-        """The job's shard (while resharding, in the old count: its writes
-        go there first, and its reconciling and running marks stay there)."""
-        return self._old[shard_of(job_id, self.layout.count)]
+        return self.route(job_id)[1]
 
     def dest_of(self, job_id: str) -> int:
-        """The job's shard once any reshard under way is done."""
-        return self._new[shard_of(job_id, self.layout.final)]
+        return self.route(job_id)[2]
 
     def for_job(self, job_id: str) -> S:
         return self.stores[self.index_of(job_id)]
@@ -173,7 +205,7 @@ class Shards(Generic[S]):
         its old shard, which sends the write on to the new one once the job
         has moved there (moving it first if the move is not finished)."""
         for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            layout, home, dest = self.route(job_id)
             outcome, found = self[home].publish_job(job_id, *args, layout=layout,
                                                     redirect=home != dest)
             if outcome == "moved":
@@ -189,7 +221,7 @@ class Shards(Generic[S]):
         """Tombstone the job in its shard (while resharding, in both: the
         fires queued in the old one before it moved are skipped too)."""
         for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = str(self.layout), self.index_of(job_id), self.dest_of(job_id)
+            layout, home, dest = self.route(job_id)
             done = self[home].remove_job(job_id, now_ms, layout)
             if done and home != dest:
                 done = self[dest].remove_job(job_id, now_ms, layout)
