@@ -113,10 +113,11 @@ def remove_images(*names: str) -> None:
 # -- a deployment ---------------------------------------------------------
 
 def copy_deployable(dest: Path) -> None:
-    """What a user's checkout holds for `docker compose up`: the compose file,
+    """What a user's checkout holds for `docker compose up`: the compose files,
     .env.example, the Dockerfile and its context (what .dockerignore lets in)."""
     dest.mkdir(parents=True)
-    for name in ("docker-compose.yml", ".env.example", "Dockerfile", ".dockerignore"):
+    for name in ("docker-compose.yml", "docker-compose.cluster.yml", ".env.example",
+                 "Dockerfile", ".dockerignore"):
         shutil.copy2(ROOT / name, dest / name)
     for line in (ROOT / ".dockerignore").read_text().splitlines():
         if line.startswith("!"):

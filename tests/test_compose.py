@@ -6,8 +6,10 @@ the repository. The api answers its healthcheck, a dispatcher takes the
 lease and the workers run a job."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,12 +22,16 @@ import pytest
 import redis
 import yaml
 
+from tests.containers import compose_command
 from tests.support import Api, Target, free_port, python_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+# The override that puts the same deployment on a Redis Cluster (-f after it).
+CLUSTER = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+NODES = ("redis", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6")
 JOBSCHED = ("migrate", "api", "dispatcher", "worker")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
@@ -102,7 +108,8 @@ def test_env_example_covers_every_setting_and_variable():
     per_container = {"JOBSCHED_DATABASE_URL", "JOBSCHED_REDIS_URL", "JOBSCHED_API_HOST",
                      "JOBSCHED_API_PORT", "JOBSCHED_WORKER_ID", "JOBSCHED_DISPATCHER_ID"}
     assert settings - per_container - documented == set()
-    used = set(_VARIABLE.findall((ROOT / "docker-compose.yml").read_text()))
+    used = {variable for name in ("docker-compose.yml", "docker-compose.cluster.yml")
+            for variable in _VARIABLE.findall((ROOT / name).read_text())}
     assert {name for name, _, _ in used} - documented == set()
 
 
@@ -273,7 +280,7 @@ def test_each_service_runs_its_command_as_written(compose_env, tmp_path):
 def test_commands_are_exec_form_and_their_files_exist():
     """Exec-form commands only (they run the same here and in a container),
     and every file they name under /app is in the repository."""
-    for name, service in SERVICES.items():
+    for name, service in [*SERVICES.items(), *CLUSTER["services"].items()]:
         for key in ("command", "entrypoint"):
             if key in service:
                 assert isinstance(service[key], list), (name, key)
@@ -282,3 +289,97 @@ def test_commands_are_exec_form_and_their_files_exist():
                     if word.startswith("/app/"):
                         assert (ROOT / word.removeprefix("/app/")).is_file(), (name, word)
     assert (ROOT / "deploy" / "demo_target.py").is_file()
+
+
+# -- docker-compose.cluster.yml -----------------------------------------------
+
+def test_the_default_deployment_is_left_as_it_was():
+    """`docker compose up` without the override: one Redis, no cluster
+    setting, no profile beyond demo; the override only adds to it."""
+    assert [s.get("profiles") for s in SERVICES.values() if s.get("profiles")] == [["demo"]]
+    for name in JOBSCHED:
+        env = SERVICES[name]["environment"]
+        assert not {"JOBSCHED_REDIS_CLUSTER", "JOBSCHED_SHARDS"} & set(env), name
+    assert "redis-2" not in (ROOT / "docker-compose.yml").read_text()
+    assert set(CLUSTER["services"]) == {*NODES, "redis-cluster-init", "api", "dispatcher",
+                                        "worker"}
+    assert "profiles" not in str(CLUSTER)
+
+
+def test_cluster_nodes_announce_their_names_keep_aof_and_report_cluster_state():
+    volumes = set()
+    for node in NODES:
+        service = CLUSTER["services"][node]
+        assert service["image"] == SERVICES["redis"]["image"], node
+        command = service["command"]
+        options = dict(zip(command[1::2], command[2::2]))
+        assert command[0] == "redis-server" and len(command) % 2 == 1, node
+        assert options["--cluster-enabled"] == "yes" and options["--appendonly"] == "yes"
+        assert options["--cluster-announce-hostname"] == node
+        assert options["--cluster-preferred-endpoint-type"] == "hostname"
+        assert options["--dir"] == "/data"
+        (volume,) = service["volumes"]   # replaces the single Redis's redis-data on redis
+        assert volume.endswith(":/data"), node
+        volumes.add(volume)
+        assert "cluster_state:ok" in " ".join(service["healthcheck"]["test"])
+        assert service["restart"] == "unless-stopped"
+    assert len(volumes) == len(NODES)
+
+
+def test_cluster_init_forms_it_once_and_jobsched_waits_for_it():
+    init = CLUSTER["services"]["redis-cluster-init"]
+    assert init["restart"] == "no"
+    assert set(init["depends_on"]) == set(NODES)
+    script = init["command"][2].replace("$$", "$")   # Compose's escape of $
+    assert init["command"][:2] == ["sh", "-c"]
+    create = re.search(r"redis-cli --cluster create ([^;]*);;", script.replace("\\\n", " "))
+    assert create and create[1].split() == [f"{node}:6379" for node in NODES] + [
+        "--cluster-replicas", "1", "--cluster-yes"]
+    assert "cluster meet" in script   # a later `up`: the nodes meet again, not created again
+    check = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    for name in ("api", "dispatcher", "worker"):
+        service = CLUSTER["services"][name]
+        assert service["depends_on"]["redis-cluster-init"]["condition"] == \
+            "service_completed_successfully"
+        # `redis` already, from docker-compose.yml; all six: `down` stops these first.
+        assert {n for n, d in service["depends_on"].items()
+                if d["condition"] == "service_healthy"} == set(NODES) - {"redis"}
+        env = service["environment"]
+        assert env["JOBSCHED_REDIS_CLUSTER"] == "true"
+        assert re.search(r"\{[^}]+\}", env["JOBSCHED_REDIS_PREFIX"])   # a hash tag
+        assert interpolate(env["JOBSCHED_SHARDS"], {}) == "8"
+        assert interpolate(env["JOBSCHED_SHARDS"], {"JOBSCHED_SHARDS": "16"}) == "16"
+        # docker-compose.yml's URL names `redis`: a node, from which the client learns the rest.
+        assert SERVICES[name]["environment"]["JOBSCHED_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_compose_merges_the_override_as_intended(tmp_path):
+    """What Compose itself makes of the two files (no engine needed): the
+    node's volume replaces redis-data, environments and dependencies add up."""
+    try:
+        compose = compose_command()
+    except AssertionError:
+        pytest.skip("no Compose here (CI installs docker-compose: see .ci/run)")
+    for name in ("docker-compose.yml", "docker-compose.cluster.yml", ".env.example"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text()
+                                   .replace("JOBSCHED_API_TOKEN=\n", "JOBSCHED_API_TOKEN=t\n"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBSCHED_", "COMPOSE_"))}
+    merged = yaml.safe_load(subprocess.run(
+        [*compose, "-f", "docker-compose.yml", "-f", "docker-compose.cluster.yml", "config"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout)["services"]
+    alone = yaml.safe_load(subprocess.run([*compose, "config"], cwd=tmp_path, env=env,
+                                          capture_output=True, text=True,
+                                          check=True).stdout)["services"]
+    # (Compose v2 leaves the demo out without its profile; 1.29 lists it.)
+    assert set(alone) - {"demo-target"} == set(SERVICES) - {"demo-target"}
+    (volume,) = merged["redis"]["volumes"]   # "source:target:rw" (1.29) or a mapping (v2)
+    assert "redis-cluster-1" in str(volume) and "/data" in str(volume), volume
+    for name in ("api", "dispatcher", "worker"):
+        assert merged[name]["environment"]["JOBSCHED_REDIS_CLUSTER"] == "true"
+        assert merged[name]["environment"]["JOBSCHED_SHARDS"] == "8"
+        assert "@mysql:3306/" in merged[name]["environment"]["JOBSCHED_DATABASE_URL"]
+        assert {"migrate", "mysql", *NODES, "redis-cluster-init"} == set(merged[name]["depends_on"])
+        assert "JOBSCHED_REDIS_CLUSTER" not in alone[name]["environment"]
+    assert merged["migrate"] == alone["migrate"] and merged["mysql"] == alone["mysql"]
