@@ -30,7 +30,12 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         # A reshard (jobsched reshard) adds shards: beat and pop there too.
-        self.store.follow_layout()
+        try:
+            self.store.follow_layout()
+        except RedisError:
+            # The layout's node is down (a failover): beat in every shard
+            # all the same, else their leaders hand on this worker's work.
+            log.warning("cannot read the shard layout: Redis unavailable")
         self.store.beat(self.worker_id, self.ttl_ms)
         if self.metrics:  # what the result writer has not flushed yet (e.g. webhooks)
             self.store.add_metrics(self.metrics)
