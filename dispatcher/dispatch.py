@@ -68,7 +68,7 @@ def plan(job_id: str, fired_ms: int, spec_json: bytes, queued: bool, now: int,
     record = None
     if skipped:
         reason = "misfire, count is a minimum" if nxt.capped else "misfire"
-        record = FireMessage.encode_skip(spec_json.decode(), first, last, skipped, reason)
+        record = FireMessage.encode_skip(job_id, spec_json.decode(), first, last, skipped, reason)
         log.warning("job %s: %d fires skipped by misfire policy (%d..%d)", job_id, skipped,
                     first, last)
     return (job_id, fired_ms, nxt.at), record, skipped

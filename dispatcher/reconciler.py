@@ -96,8 +96,8 @@ def requeue_pending_retries(shards: DispatcherShards, sessions: sessionmaker, no
     for row, job in rows:
         shard = shards.index_of(job.id)
         if lost is None or shard in lost:
-            message = FireMessage.encode(JobSpec.from_job(job).to_json(), row.scheduled_at_ms,
-                                         row.attempt + 1)
+            message = FireMessage.encode(job.id, JobSpec.from_job(job).to_json(),
+                                         row.scheduled_at_ms, row.attempt + 1)
             by_shard.setdefault(shard, {})[message] = now
     for shard, retries in by_shard.items():
         shards[shard].queue_retries(retries)

@@ -334,5 +334,5 @@ def test_a_job_given_nothing_but_its_timing_and_target_holds_the_declared_defaul
     with sessions() as session:
         spec = JobSpec.from_job(session.get(Job, body["jobId"]))
     # The model's row, as a spec, is all defaults: its JSON leaves them out.
-    assert set(json.loads(spec.to_json())) == {"v", "id", "schedule", "tz", "url"}
-    assert JobSpec.from_dict(json.loads(spec.to_json())) == spec
+    assert set(json.loads(spec.to_json())) == {"v", "schedule", "tz", "url"}
+    assert JobSpec.from_dict(json.loads(spec.to_json()), spec.id) == spec

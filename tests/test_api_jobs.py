@@ -202,7 +202,8 @@ def test_two_clients_writing_one_job_leave_database_and_redis_agreeing(backend, 
     assert statuses == [200] * 30
     final = client.get(f"/jobs/{job['jobId']}").get_json()
     spec = FireMessage.decode(
-        FireMessage.encode(store.client.hget(store.keys.jobs, job["jobId"]).decode(), 0).encode())
+        FireMessage.encode(job["jobId"], store.client.hget(store.keys.jobs, job["jobId"]).decode(),
+                           0).encode())
     assert spec.spec.version == 31  # 1 + 30 writes, each committed once
     assert final["name"] in {"a-14", "b-14"}
 

@@ -279,13 +279,14 @@ def test_specs_leave_defaults_out_and_read_back_whole():
     from common.message import timing_of_spec, version_of_spec
     plain = JobSpec(id="j", version=1, schedule="0 0 0 1 1 *", timezone="UTC",
                     url="http://h/", max_retries=0)
-    assert plain.to_json() == ('{"v":1,"id":"j","schedule":"0 0 0 1 1 *","tz":"UTC",'
+    # (The id is the field the spec is stored under: not in it.)
+    assert plain.to_json() == ('{"v":1,"schedule":"0 0 0 1 1 *","tz":"UTC",'
                                '"url":"http://h/","maxRetries":0}')
     windowed = JobSpec(id="j", version=2, schedule="* * * * * *", timezone="Europe/Paris",
                        url="http://h/", end_ms=T0, misfire="fire_once", headers={"A": "1"})
     for spec in (plain, windowed):
         raw = spec.to_json().encode()
-        assert JobSpec.from_dict(json.loads(raw)) == spec
+        assert JobSpec.from_dict(json.loads(raw), "j") == spec
         assert timing_of_spec(raw) == spec.timing
         assert version_of_spec(raw) == spec.version
     assert version_of_spec(None) == 0

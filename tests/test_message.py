@@ -7,20 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from common.message import MESSAGE_FORMAT, FireMessage, JobSpec, waiting_since
+from common.message import (MESSAGE_FORMAT, FireMessage, JobSpec, timing_of_spec,
+                            version_of_spec, waiting_since)
 
 LUA = Path(__file__).resolve().parent.parent / "common" / "lua"
 SPEC = JobSpec(id="j", version=3, schedule="* * * * * *", timezone="UTC",
                url="http://127.0.0.1:1/x", headers={"X-A": "b\"c"}, body='{"k": "v/w"}')
-# Messages as jobsched wrote them before format 2, byte for byte.
+# The spec as stored before format 3 (with the id), and messages as jobsched
+# wrote them before format 2, byte for byte.
+STORED_WITH_ID = SPEC.to_json().replace('{"v":3,', '{"v":3,"id":"j",', 1)
 FORMAT_1 = {
-    "call": b'{"r":0,"t":1764700000000,"a":1,"spec":' + SPEC.to_json().encode() + b"}",
-    "manual": b'{"r":2,"t":1764700000000,"a":3,"m":1,"spec":' + SPEC.to_json().encode() + b"}",
-    "lost": b'{"r":0,"lost":1,"t":1764700000000,"a":1,"spec":' + SPEC.to_json().encode()
+    "call": b'{"r":0,"t":1764700000000,"a":1,"spec":' + STORED_WITH_ID.encode() + b"}",
+    "manual": b'{"r":2,"t":1764700000000,"a":3,"m":1,"spec":' + STORED_WITH_ID.encode() + b"}",
+    "lost": b'{"r":0,"lost":1,"t":1764700000000,"a":1,"spec":' + STORED_WITH_ID.encode()
             + b"}",
     "skip": b'{"r":0,"t":1764700000000,"a":0,"skip":{"reason": "misfire", "count": 4, '
-            b'"last": 1764700003000},"spec":' + SPEC.to_json().encode() + b"}",
+            b'"last": 1764700003000},"spec":' + STORED_WITH_ID.encode() + b"}",
 }
+FORMAT_2 = json.dumps({"v": 2, "r": 0, "t": "1764700000000", "a": 1,
+                       "spec": STORED_WITH_ID}).encode()
 
 
 def test_format_1_messages_still_decode():
@@ -36,21 +41,33 @@ def test_format_1_messages_still_decode():
     assert waiting_since(FORMAT_1["manual"]) is None
 
 
-def test_format_2_carries_the_stored_spec_string_and_round_trips():
-    raw = FireMessage.encode(SPEC.to_json(), 1764700000123, attempt=2, redeliveries=1,
+def test_format_2_messages_and_specs_stored_with_their_id_still_decode():
+    msg = FireMessage.decode(FORMAT_2)
+    assert (msg.spec, msg.fire_ms, msg.execution_id) == (SPEC, 1764700000000, "j:1764700000000")
+    assert timing_of_spec(STORED_WITH_ID.encode()) == timing_of_spec(SPEC.to_json().encode()) \
+        == SPEC.timing
+    assert version_of_spec(STORED_WITH_ID.encode()) == 3
+
+
+def test_format_3_carries_the_job_id_beside_the_stored_spec_and_round_trips():
+    """The stored spec leaves the id out (the key it is stored under says
+    it): the message carries it."""
+    assert '"id"' not in SPEC.to_json() and SPEC.to_json().startswith('{"v":3,"schedule":')
+    raw = FireMessage.encode(SPEC.id, SPEC.to_json(), 1764700000123, attempt=2, redeliveries=1,
                              manual=True)
     fields = json.loads(raw)
-    assert fields["v"] == MESSAGE_FORMAT == 2 and fields["spec"] == SPEC.to_json()
+    assert fields["v"] == MESSAGE_FORMAT == 3 and fields["spec"] == SPEC.to_json()
+    assert fields["j"] == "j"
     msg = FireMessage.decode(raw.encode())
     assert (msg.spec, msg.fire_ms, msg.attempt, msg.redeliveries, msg.manual) == \
         (SPEC, 1764700000123, 2, 1, True)
     assert FireMessage.decode(msg.next_attempt().encode()).attempt == 3
-    skip = FireMessage.decode(FireMessage.encode_skip(SPEC.to_json(), 1000, 5000, 5,
+    skip = FireMessage.decode(FireMessage.encode_skip(SPEC.id, SPEC.to_json(), 1000, 5000, 5,
                                                       "misfire").encode())
     assert skip.skip == {"reason": "misfire", "count": 5, "last": 5000} and skip.fire_ms == 1000
 
 
-@pytest.mark.parametrize("raw", [b'{"v":3,"r":0,"t":"1","a":1,"spec":"{}"}', b"[1]",
+@pytest.mark.parametrize("raw", [b'{"v":4,"r":0,"t":"1","a":1,"spec":"{}"}', b"[1]",
                                  b'{"v":"2","r":0,"t":"1","a":1,"spec":"{}"}', b"not json"])
 def test_a_message_of_an_unknown_format_is_refused(raw):
     with pytest.raises(ValueError):
@@ -69,6 +86,7 @@ def test_lua_claims_messages_in_the_current_format(store):
     assert [(c[0], c[1], c[2]) for c in claimed] == [("j", far, spec_json.encode())]
     (raw,) = store.client.lrange(store.keys.ready, 0, -1)
     assert json.loads(raw)["v"] == MESSAGE_FORMAT and json.loads(raw)["spec"] == spec_json
+    assert json.loads(raw)["j"] == "j"
     msg = FireMessage.decode(raw)
     assert (msg.spec, msg.fire_ms, msg.attempt, msg.redeliveries) == (SPEC, far, 1, 0)
 
@@ -79,9 +97,9 @@ def test_lua_hands_on_format_1_and_2_messages_it_finds_in_flight(store, kind):
     decodes and re-encodes each with cjson, one more redelivery."""
     old = FireMessage.decode(FORMAT_1[kind])
     later = old.fire_ms + 1000   # another fire: one fire's copies share a mark
-    current = (FireMessage.encode(SPEC.to_json(), later, old.attempt, old.redeliveries,
+    current = (FireMessage.encode(SPEC.id, SPEC.to_json(), later, old.attempt, old.redeliveries,
                                   old.manual) if kind != "skip" else
-               FireMessage.encode_skip(SPEC.to_json(), later, old.skip["last"],
+               FireMessage.encode_skip(SPEC.id, SPEC.to_json(), later, old.skip["last"],
                                        old.skip["count"], old.skip["reason"])).encode()
     store.hold_lease("leader", 5000)
     store.client.rpush(store.keys.inflight("w1"), FORMAT_1[kind], current)
@@ -98,6 +116,7 @@ def test_lua_hands_on_format_1_and_2_messages_it_finds_in_flight(store, kind):
 def test_lua_marks_a_lost_at_most_once_call_in_either_format(store):
     spec_json = JobSpec(id="m", version=1, schedule="* * * * * *", timezone="UTC",
                         url="http://127.0.0.1:1/x", type="ATMOST_ONCE").to_json()
+    spec_json = spec_json.replace('{"v":1,', '{"v":1,"id":"m",', 1)   # stored before format 3
     old = b'{"r":0,"t":1000,"a":1,"spec":' + spec_json.encode() + b"}"
     store.hold_lease("leader", 5000)
     store.client.rpush(store.keys.inflight("w1"), old)

@@ -194,7 +194,7 @@ def in_flight(store, worker, *messages):
 def test_dead_worker_messages_are_requeued_with_a_redelivery_mark(store):
     k = store.keys
     store.hold_lease("leader", 5000)
-    raw = FireMessage.encode(spec("j"), 1000)
+    raw = FireMessage.encode("j", spec("j"), 1000)
     in_flight(store, "w1", raw)
     store.client.set(k.heartbeat("w1"), "1", px=5000)
     assert store.release_dead_worker("w1", "leader", 60_000).total == 0  # still alive
@@ -213,10 +213,10 @@ def test_a_dead_workers_marked_calls_go_by_their_type(store):
     again, a lost record instead; a fire another worker holds: dropped."""
     k = store.keys
     store.hold_lease("leader", 5000)
-    least = FireMessage.encode(spec("least"), 1000)
-    most = FireMessage.encode(spec("most", type="ATMOST_ONCE"), 1000)
-    other = FireMessage.encode(spec("other"), 1000)
-    unmarked = FireMessage.encode(spec("fresh", type="ATMOST_ONCE"), 1000)
+    least = FireMessage.encode("least", spec("least"), 1000)
+    most = FireMessage.encode("most", spec("most", type="ATMOST_ONCE"), 1000)
+    other = FireMessage.encode("other", spec("other"), 1000)
+    unmarked = FireMessage.encode("fresh", spec("fresh", type="ATMOST_ONCE"), 1000)
     in_flight(store, "w1", least, most, other, unmarked)
     assert store.begin_fires("w1", [(FireMessage.decode(m), False) for m in (least, most)]) == \
         ["go", "go"]
@@ -235,7 +235,7 @@ def test_a_dead_workers_marked_calls_go_by_their_type(store):
 
 def test_a_restarted_worker_hands_on_its_previous_inflight(store):
     k = store.keys
-    raw = FireMessage.encode(spec("j"), 1000)
+    raw = FireMessage.encode("j", spec("j"), 1000)
     store.client.rpush(k.inflight("w1"), raw)
     store.client.set(k.heartbeat("w1"), "1", px=5000)  # its previous life's heartbeat
     assert store.release("w1", store.inflight("w1"), 60_000).requeued == 1
@@ -248,9 +248,9 @@ def test_begin_marks_each_fire_once_and_checks_its_job_as_it_is_now(store):
     put(store, "same", spec("same", 2), 9000, 2)
     put(store, "edited", spec("edited", 3, url="http://127.0.0.1:1/new"), 9000, 3)
     put(store, "paused", spec("paused", 3, enabled=False), None, 3, enabled=False)
-    fires = {name: FireMessage.encode(spec(name, 2), 1000) for name in
+    fires = {name: FireMessage.encode(name, spec(name, 2), 1000) for name in
              ("same", "edited", "paused", "gone")}
-    manual = FireMessage.encode(spec("paused", 2), 2000, manual=True)
+    manual = FireMessage.encode("paused", spec("paused", 2), 2000, manual=True)
     in_flight(store, "w1", *fires.values(), manual)
     answers = store.begin_fires("w1", [(FireMessage.decode(m), False) for m in
                                        (*fires.values(), manual)])
@@ -276,7 +276,7 @@ def test_a_message_asking_again_with_its_ticket_gets_its_first_answer(store):
     k = store.keys
     store.publish_job("j", spec("j"), 1, None, True)
     store.client.set(k.initialized, 1)
-    raw = FireMessage.encode(spec("j"), 1000)
+    raw = FireMessage.encode("j", spec("j"), 1000)
     msg = FireMessage.decode(raw)
     assert store.begin_fires("w1", [(msg, False, "w1#7")]) == ["go"]
     assert store.client.get(k.fire_mark("j:1000", 1)) == b"w1#7"
@@ -285,7 +285,7 @@ def test_a_message_asking_again_with_its_ticket_gets_its_first_answer(store):
     assert store.begin_fires("w1", [(msg, False)]) == ["taken"]
     # The reaper knows a ticket for its worker's: an at-most-once fire so
     # marked is recorded as lost, never handed on to be called again.
-    most = FireMessage.encode(spec("m", type="ATMOST_ONCE"), 1000)
+    most = FireMessage.encode("m", spec("m", type="ATMOST_ONCE"), 1000)
     in_flight(store, "w1", raw, most)
     store.publish_job("m", spec("m", type="ATMOST_ONCE"), 1, None, True)
     assert store.begin_fires("w1", [(FireMessage.decode(most), False, "w1#9")]) == ["go"]
@@ -300,7 +300,7 @@ def test_only_the_copy_the_reaper_queued_may_call(store):
     on: that one is refused, the copy queued in its place is called."""
     k = store.keys
     store.hold_lease("leader", 5000)
-    raw = FireMessage.encode(spec("j"), 1000)
+    raw = FireMessage.encode("j", spec("j"), 1000)
     in_flight(store, "w1", raw)
     assert store.release_dead_worker("w1", "leader", 60_000).requeued == 1
     (copy,) = store.client.lrange(k.ready, 0, -1)
@@ -323,7 +323,7 @@ def test_a_message_held_past_a_heartbeat_must_still_be_in_flight(store):
     """Even once the marks of a fire handed on have expired, a worker back
     from a long stall does not call what it no longer holds."""
     k = store.keys
-    gone, kept = (FireMessage.encode(spec(n, type="ATMOST_ONCE"), 1000) for n in ("g", "k"))
+    gone, kept = (FireMessage.encode(n, spec(n, type="ATMOST_ONCE"), 1000) for n in ("g", "k"))
     in_flight(store, "w1", kept)
     assert store.begin_fires("w1", [(FireMessage.decode(gone), True),
                                     (FireMessage.decode(kept), True)]) == ["taken", "go"]
@@ -331,14 +331,14 @@ def test_a_message_held_past_a_heartbeat_must_still_be_in_flight(store):
 
 
 def test_while_redis_rebuilds_a_fire_of_an_unknown_job_runs(store):
-    raw = FireMessage.encode(spec("j"), 1000)   # no "initialized": Redis lost its data
+    raw = FireMessage.encode("j", spec("j"), 1000)   # no "initialized": Redis lost its data
     in_flight(store, "w1", raw)
     assert store.begin_fires("w1", [(FireMessage.decode(raw), False)]) == ["go"]
 
 
 def test_acknowledge_settles_marks_and_reports_what_was_no_longer_in_flight(store):
     k = store.keys
-    a, b = (FireMessage.decode(FireMessage.encode(spec(n), 1000)) for n in ("a", "b"))
+    a, b = (FireMessage.decode(FireMessage.encode(n, spec(n), 1000)) for n in ("a", "b"))
     in_flight(store, "w1", a.raw)
     store.begin_fires("w1", [(a, False)])
     found = store.acknowledge("w1", [(a, "done"), (b, None)], {"retry-msg": 5000}, 60_000)
@@ -366,7 +366,7 @@ def test_reschedule_queues_skip_records_atomically_and_not_when_fenced(store):
     store.hold_lease("me", 5000)
     put(store, "j", spec("j"), 1000, 1)
     store.claim_due("me", 1000, 100, GRACE)
-    record = FireMessage.encode_skip(spec("j"), 1000, 3000, 3, "misfire")
+    record = FireMessage.encode_skip("j", spec("j"), 1000, 3000, 3, "misfire")
     assert store.reschedule("other", [("j", 1000, 4000)], [record]) is None
     assert store.client.llen(k.ready) == 1  # only the claimed fire
     assert store.reschedule("me", [("j", 1000, 4000)], [record]) == 1
@@ -397,7 +397,7 @@ def test_running_mark_excludes_other_fires_but_not_a_redelivery(store):
 
 def test_release_moves_only_messages_still_in_flight(store):
     k = store.keys
-    a, b, gone = (FireMessage.encode(spec(n), 1000) for n in ("a", "b", "gone"))
+    a, b, gone = (FireMessage.encode(n, spec(n), 1000) for n in ("a", "b", "gone"))
     store.client.rpush(k.inflight("w1"), a, b)
     assert store.release("w1", [a.encode(), gone.encode()], 60_000).requeued == 1
     assert [FireMessage.decode(m).spec.id for m in store.client.lrange(k.ready, 0, -1)] == ["a"]
@@ -433,7 +433,7 @@ def test_pop_moves_the_oldest_ready_messages_to_the_tail_of_in_flight(store):
 def test_spooled_results_leave_with_their_messages_and_come_back_from_a_dead_writer(store):
     k = store.keys
     store.hold_lease("leader", 5000)
-    a = FireMessage.decode(FireMessage.encode(spec("a"), 1000).encode())
+    a = FireMessage.decode(FireMessage.encode("a", spec("a"), 1000).encode())
     in_flight(store, "w1", a.raw)
     # The database is down: the result is kept in the spool as its message leaves.
     assert store.acknowledge("w1", [(a, "done")], {}, 60_000, ["entry-a"]) == [True]

@@ -102,7 +102,7 @@ def test_while_moving_writes_follow_the_job_and_old_fires_drain_from_the_old_sha
         api.publish_job(job_id, spec(job_id), 1, T0, True)
     two, four = shard_keys(prefix, 2), shard_keys(prefix, 4)
     # A fire of each is queued in shard 0 before the move.
-    queued = {job_id: FireMessage.encode(spec(job_id), T0) for job_id in (stay, leave)}
+    queued = {job_id: FireMessage.encode(job_id, spec(job_id), T0) for job_id in (stay, leave)}
     client.rpush(two[0].ready, *queued.values())
 
     reshard = ReshardShards.open(client, prefix, 2)

@@ -29,7 +29,7 @@ def worker(store, engine):
 def queue(store, spec: JobSpec, fire_ms: int = FIRE, copies: int = 1) -> bytes:
     """Publish the job's spec and queue its fire message (``copies`` times)."""
     store.publish_job(spec.id, spec.to_json(), spec.version, None, spec.enabled)
-    raw = FireMessage.encode(spec.to_json(), fire_ms)
+    raw = FireMessage.encode(spec.id, spec.to_json(), fire_ms)
     store.client.rpush(store.keys.ready, *[raw] * copies)
     return raw.encode()
 

@@ -29,7 +29,7 @@ def test_a_worker_whose_writer_died_exits_non_zero_and_takes_no_work(backend):
     keys, redis = Keys(backend.prefix), backend.redis()
     spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
                    url="http://127.0.0.1:1/")
-    redis.rpush(keys.ready, FireMessage.encode(spec.to_json(), 1000))
+    redis.rpush(keys.ready, FireMessage.encode(spec.id, spec.to_json(), 1000))
     env = python_env(**backend.env(), JOBSCHED_WORKER_ID="w-broken",
                      JOBSCHED_WORKER_HEARTBEAT_TTL_MS=1500)
     done = subprocess.run([sys.executable, "-c", BROKEN_WRITER], env=env, timeout=60,

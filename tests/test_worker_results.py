@@ -14,7 +14,7 @@ def outcome(status, attempt=1, type="ATLEAST_ONCE", max_retries=2, skip=None, jo
     spec = JobSpec(id=job_id, version=1, schedule="* * * * * *", timezone="UTC",
                    url="http://127.0.0.1:1/", type=type, max_retries=max_retries,
                    retry_backoff_ms=1000)
-    raw = FireMessage.encode(spec.to_json(), 5000, attempt).encode()
+    raw = FireMessage.encode(spec.id, spec.to_json(), 5000, attempt).encode()
     msg = FireMessage.decode(raw)
     if skip:
         msg = FireMessage(raw, msg.spec, msg.fire_ms, msg.attempt, 0, skip)
@@ -52,10 +52,10 @@ def test_a_backlog_is_read_only_from_first_attempts():
     from common.message import waiting_since
     spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
                    url="http://127.0.0.1:1/").to_json()
-    assert waiting_since(FireMessage.encode(spec, 5000).encode()) == 5000
-    assert waiting_since(FireMessage.encode(spec, 5000, attempt=2).encode()) is None
-    assert waiting_since(FireMessage.encode(spec, 5000, redeliveries=1).encode()) is None
-    assert waiting_since(FireMessage.encode_skip(spec, 5000, 9000, 5, "misfire").encode()) is None
+    assert waiting_since(FireMessage.encode("j", spec, 5000).encode()) == 5000
+    assert waiting_since(FireMessage.encode("j", spec, 5000, attempt=2).encode()) is None
+    assert waiting_since(FireMessage.encode("j", spec, 5000, redeliveries=1).encode()) is None
+    assert waiting_since(FireMessage.encode_skip("j", spec, 5000, 9000, 5, "misfire").encode()) is None
 
 
 def test_a_result_that_cannot_be_recorded_costs_only_itself(engine, store, sessions):

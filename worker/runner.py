@@ -21,7 +21,6 @@ database is down) no more are popped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import resource
@@ -34,7 +33,7 @@ from dataclasses import replace
 from sqlalchemy.engine import Engine
 
 from common.jobs import CONCURRENCY_FORBID
-from common.message import FireMessage, JobSpec
+from common.message import FireMessage
 from common.metrics import MetricsRecorder
 from common.redisstore import RedisError
 from common.redis_worker import WorkerShards
@@ -294,7 +293,7 @@ class Worker:
             self.client.release(reserved, connection)
             return None
         if isinstance(answer, bytes):   # edited since it was queued: call it as it is now
-            msg = msg.with_spec(JobSpec.from_dict(json.loads(answer)))
+            msg = msg.with_spec(answer)
             try:
                 request = prepare(msg)
             except Exception as e:  # noqa: BLE001

@@ -71,7 +71,8 @@ def replay_execution(services: Services, execution_id: str) -> dict:
         job = find_job(session, last.job_id)
         spec_json = JobSpec.from_job(job).to_json()
     attempt = last.attempt + 1
-    message = FireMessage.encode(spec_json, last.scheduled_at_ms, attempt, manual=True)
+    message = FireMessage.encode(last.job_id, spec_json, last.scheduled_at_ms, attempt,
+                                 manual=True)
     try:
         queued = services.store.enqueue(last.job_id, message, f"{execution_id}:{attempt}",
                                         REPLAY_GUARD_MS)

@@ -179,7 +179,8 @@ def run_now(services: Services, job_id: str) -> dict:
         stored_id, spec_json = job.id, JobSpec.from_job(job).to_json()
     fire_ms = now_ms()
     try:
-        services.store.enqueue(stored_id, FireMessage.encode(spec_json, fire_ms, manual=True))
+        services.store.enqueue(stored_id, FireMessage.encode(stored_id, spec_json, fire_ms,
+                                                             manual=True))
     except RedisError as e:
         raise DependencyUnavailable("Redis unavailable") from e
     log.info("job %s run on request", stored_id)

@@ -40,7 +40,8 @@ for i = 1, #due, 2 do
       end
     end
     if queue == 1 then
-      messages[#messages + 1] = cjson.encode({v = format, r = 0, t = fire, a = 1, spec = spec})
+      messages[#messages + 1] = cjson.encode({v = format, j = id, r = 0, t = fire, a = 1,
+                                              spec = spec})
     end
     redis.call('ZADD', KEYS[3], fire, id)
     redis.call('ZADD', KEYS[6], fire, id)

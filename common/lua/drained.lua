@@ -16,12 +16,15 @@ local function counts(message)
   if not ok or type(fields) ~= 'table' then
     return false
   end
-  local spec = fields['spec']
-  if type(spec) == 'string' then
-    ok, spec = pcall(cjson.decode, spec)
+  local id = fields['j']
+  if not id then   -- (format 2: the spec holds it)
+    local spec = fields['spec']
+    if type(spec) == 'string' then
+      ok, spec = pcall(cjson.decode, spec)
+    end
+    id = ok and type(spec) == 'table' and spec['id']
   end
-  return ok and type(spec) == 'table' and spec['id'] ~= nil
-    and redis.call('HEXISTS', KEYS[3], spec['id']) == 1
+  return type(id) == 'string' and redis.call('HEXISTS', KEYS[3], id) == 1
 end
 local left = 0
 local function look(messages)
