@@ -103,6 +103,9 @@ class ReshardShards(Shards[ReshardRedis]):
 
     role = ReshardRedis
 
+    def dispatchers_alive(self, now_ms: int) -> int:
+        return self.client.zcount(self.keys.dispatchers, now_ms, "+inf")
+
     def begin(self, to: int) -> Layout:
         """Start resharding to ``to`` shards: every process serves the shards
         of both counts from its next look at the layout, and each shard

@@ -30,6 +30,7 @@ from typing import Callable
 from common.keys import Layout
 from common.redis_reshard import ReshardShards
 from common.shards import Shards
+from common.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,12 @@ class Reshard:
         added = [i for i in shards.new if i not in shards.old]
         if not added:
             return
+        leaders = shards.dispatchers_alive(now_ms()) > 0   # (none running: none to wait for)
         workers = max(shards[i].workers_alive() for i in shards.old)
         deadline = time.monotonic() + self.follow_timeout_s
         while time.monotonic() < deadline:
-            if all(shards[i].leader() and shards[i].workers_alive() >= workers for i in added):
+            if all((shards[i].leader() or not leaders) and shards[i].workers_alive() >= workers
+                   for i in added):
                 return
             time.sleep(POLL_S)
         self.say(f"not every new shard had a leader and {workers} workers within "

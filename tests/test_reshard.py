@@ -216,3 +216,46 @@ def test_fire_history_while_resharding_1_to_4_to_2_on_a_cluster(cluster, servers
         wait_until(lambda: sorted(system.api.get("/stats").json()["queue"]["leaderless"]) == [],
                    10, message="both shards led")
         assert Layout.parse(system.redis.get(system.keys.shard_count)) == Layout(2)
+
+
+def test_a_reshard_killed_while_moving_goes_on_when_run_again(backend, tmp_path):
+    """SIGKILL of `jobsched reshard` in the middle of 100,000 moves: the
+    layout says "1>4", the processes go on routing by it, and the command
+    run again finishes: every job once, in its shard, at its fire."""
+    client = backend.redis()
+    try:
+        ids = [f"job-{i}" for i in range(100_000)]
+        one = Keys(backend.prefix)
+        for start in range(0, len(ids), 10_000):
+            pipe = client.pipeline(transaction=False)
+            part = ids[start:start + 10_000]
+            pipe.hset(one.jobs, mapping={job_id: spec(job_id) for job_id in part})
+            pipe.zadd(one.schedule, {job_id: T0 + int(job_id[4:]) for job_id in part})
+            pipe.execute()
+        command = [sys.executable, "-m", "jobsched.cli", "reshard", "--to", "4"]
+        env = {**backend.env(), "JOBSCHED_LOG_LEVEL": "WARNING"}
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: client.hlen(one.moved) > 1_000, 60, interval=0.005,
+                       message="the first run moving jobs")
+        finally:
+            first.kill()
+            first.wait()
+        moved_then = client.hlen(one.moved)
+        assert 0 < moved_then < 75_000 and client.get(one.shard_count) == b"1>4"
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "going on with the reshard from 1 to 4 shards" in done.stdout
+        four = shard_keys(backend.prefix, 4)
+        pipe = client.pipeline(transaction=False)
+        for keys in four:
+            pipe.zrange(keys.schedule, 0, -1, withscores=True)
+        placed = {}
+        for shard, entries in enumerate(pipe.execute()):
+            for job_id, score in entries:
+                assert job_id.decode() not in placed, f"{job_id} in two shards"
+                placed[job_id.decode()] = (shard, score)
+        assert placed == {job_id: (shard_of(job_id, 4), T0 + int(job_id[4:])) for job_id in ids}
+        assert client.get(one.layout) == b"retired" and not client.exists(one.schedule)
+    finally:
+        client.close()
