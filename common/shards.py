@@ -18,6 +18,7 @@ over the keys jobsched always had.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Generic, Iterator, TypeVar
@@ -64,6 +65,9 @@ class Shards(Generic[S]):
         self.shared = stores[0]
         self.stores: list[S] = []            # by id; never shrinks
         self._ids: dict[str, int] = {}       # key prefix -> id
+        # Threads may follow a new layout at once (the API's request threads):
+        # one at a time gives ids, or two shards would get the same one.
+        self._adopting = threading.Lock()
         for store in stores:
             self._ids[store.keys.prefix] = len(self.stores)
             self.stores.append(store)
@@ -80,6 +84,10 @@ class Shards(Generic[S]):
         return self._ids[keys.prefix]
 
     def _adopt(self, layout: Layout) -> None:
+        with self._adopting:
+            self._adopt_locked(layout)
+
+    def _adopt_locked(self, layout: Layout) -> None:
         old = [self._id_of(k) for k in shard_keys(self.prefix, layout.count)]
         new = [self._id_of(k) for k in shard_keys(self.prefix, layout.final)]
         numbers = {i: (n, i not in new) for n, i in enumerate(old)}
@@ -182,15 +190,17 @@ class Shards(Generic[S]):
 
     def follow_layout(self) -> bool:
         """Take the layout Redis holds (recording this one if it holds none);
-        whether it changed."""
+        whether it changed. Threads read and adopt one at a time: one that
+        read an older layout never adopts it after another's newer one."""
         key = self.keys.shard_count
-        self.client.set(key, str(self.layout), nx=True)
-        stored = Layout.parse(self.client.get(key) or str(self.layout))
-        if stored == self.layout:
-            return False
-        log.warning("the shard layout is %s now (was %s)", stored, self.layout)
-        self._adopt(stored)
-        return True
+        with self._adopting:
+            self.client.set(key, str(self.layout), nx=True)
+            stored = Layout.parse(self.client.get(key) or str(self.layout))
+            if stored == self.layout:
+                return False
+            log.warning("the shard layout is %s now (was %s)", stored, self.layout)
+            self._adopt_locked(stored)
+            return True
 
     def relayout(self, attempt: int) -> None:
         """A write was refused as routed by another layout than its shard

@@ -187,7 +187,11 @@ def prune_deleted(shards: DispatcherShards, sessions: sessionmaker, now: int,
                 with sessions() as session:
                     kept = set(session.scalars(select(Job.id).where(Job.id.in_(ids))))
                 for job_id in set(ids) - kept:
-                    unpublish(store, job_id, now)
+                    # Routed (by the layout, like every write), and here too
+                    # if the spec is a leftover of a reshard in another shard.
+                    unpublish(shards, job_id, now)
+                    if shards.index_of(job_id) != shard:
+                        store.remove_job(job_id, now, str(shards.layout))
                     removed += 1
             if cursor == 0:
                 break

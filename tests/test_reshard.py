@@ -149,6 +149,30 @@ def test_while_moving_writes_follow_the_job_and_old_fires_drain_from_the_old_sha
     assert not client.hexists(two[0].jobs, leave) and not client.hexists(four[2].jobs, leave)
 
 
+def test_request_threads_following_a_new_layout_at_once_route_every_job_alike(redis_backend):
+    """The API's threads meet a new layout at the same moment: each shard
+    keeps one id (a race here once gave two shards one id, and a process
+    wrote one shard's jobs into another)."""
+    client, prefix = redis_backend
+    def follow(api, barrier):
+        barrier.wait()
+        api.follow_layout()
+    for _ in range(20):
+        api = ApiShards.open(client, prefix, 1)
+        client.set(Keys(prefix).shard_count, "1>8")
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=follow, args=(api, barrier)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        eight = shard_keys(prefix, 8)
+        assert [api[i].keys.prefix for i in api.new] == [k.prefix for k in eight]
+        assert [api[api.dest_of(f"job-{i}")].keys for i in range(16)] == \
+            [eight[shard_of(f"job-{i}", 8)] for i in range(16)]
+        client.delete(Keys(prefix).shard_count)
+
+
 def test_a_job_whose_fire_is_being_rescheduled_moves_on_a_later_pass(redis_backend):
     client, prefix = redis_backend
     api = ApiShards.open(client, prefix, 1)
@@ -208,7 +232,16 @@ def test_fire_history_while_resharding_1_to_4_to_2_on_a_cluster(cluster, servers
             stop.wait(max(0.0, began + SECONDS / 2 - time.monotonic()))
             said.append(reshard_to(system, 2))
             return []
-        run_history(system, target, servers, tmp_path, reshard, "resharded 1 -> 4 -> 2")
+        try:
+            run_history(system, target, servers, tmp_path, reshard, "resharded 1 -> 4 -> 2")
+        except AssertionError:
+            # Where each job is now, in every shard of every layout: for the report.
+            stores = {k.prefix: k for n in (1, 2, 4) for k in shard_keys(system.backend.prefix, n)}
+            for prefix, keys in sorted(stores.items()):
+                print(prefix, "layout", system.redis.get(keys.layout),
+                      "schedule", system.redis.zrange(keys.schedule, 0, -1, withscores=True),
+                      "moved", system.redis.hkeys(keys.moved))
+            raise
         assert "the schedule is in 4 shards" in said[0] and "moved" in said[0]
         assert "the schedule is in 2 shards" in said[1]
         stats = system.api.get("/stats").json()["queue"]
