@@ -62,6 +62,7 @@ class Reshard:
             raise ReshardError(f"a reshard from {layout.count} to {layout.to} shards is under "
                                f"way: finish it first (jobsched reshard --to {layout.to})")
         if not layout.resharding and layout.count == to:
+            self._drop_leftover_mirrors()
             self.say(f"the schedule is in {to} shards already")
             return layout
         if layout.resharding:
@@ -77,6 +78,16 @@ class Reshard:
         self._end()
         self.say(f"the schedule is in {to} shards")
         return shards.layout
+
+    def _drop_leftover_mirrors(self) -> None:
+        """A run stopped after the layout ended but before the old shards
+        dropped the specs they kept: drop them now (their fires drained
+        before the layout ended)."""
+        for shard in self.shards.ids:
+            if self.shards[shard].moved_ids():
+                self.shards[shard].drop_mirrors()
+                self.say(f"dropped the specs shard {self.shards.label(shard)} kept of jobs "
+                         "moved out")
 
     def _wait_for_processes(self) -> None:
         """Until each new shard has a leader and every worker beats there

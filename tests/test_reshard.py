@@ -173,6 +173,27 @@ def test_request_threads_following_a_new_layout_at_once_route_every_job_alike(re
         client.delete(Keys(prefix).shard_count)
 
 
+def test_a_run_stopped_after_the_layout_ended_drops_the_kept_specs_when_run_again(
+        redis_backend):
+    client, prefix = redis_backend
+    api = ApiShards.open(client, prefix, 2)
+    api.follow_layout()
+    for job_id in ("job-4", "job-5"):   # both in shard 0 of 2; job-5 goes to shard 2 of 4
+        api.publish_job(job_id, spec(job_id), 1, T0, True)
+    reshard = Reshard(ReshardShards.open(client, prefix, 2), lambda _: None,
+                      follow_timeout_s=0, drain_timeout_s=5)
+    reshard.run(4)
+    # As if stopped between the layout's end and the old shard's clean-up:
+    zero = shard_keys(prefix, 4)[0]
+    client.hset(zero.jobs, "job-5", spec("job-5"))
+    client.hset(zero.moved, "job-5", "1")
+    said = []
+    Reshard(ReshardShards.open(client, prefix, 2), said.append, follow_timeout_s=0).run(4)
+    assert said == ["dropped the specs shard 0 kept of jobs moved out",
+                    "the schedule is in 4 shards already"]
+    assert client.hkeys(zero.jobs) == [b"job-4"] and not client.exists(zero.moved)
+
+
 def test_a_job_whose_fire_is_being_rescheduled_moves_on_a_later_pass(redis_backend):
     client, prefix = redis_backend
     api = ApiShards.open(client, prefix, 1)
