@@ -29,18 +29,23 @@ class Heartbeat(threading.Thread):
         self._stopping = threading.Event()
 
     def beat(self) -> None:
-        # A reshard (jobsched reshard) adds shards: beat and pop there too.
-        try:
-            self.store.follow_layout()
-        except RedisError:
-            # The layout's node is down (a failover): beat in every shard
-            # all the same, else their leaders hand on this worker's work.
-            log.warning("cannot read the shard layout: Redis unavailable")
         self.store.beat(self.worker_id, self.ttl_ms)
         if self.metrics:  # what the result writer has not flushed yet (e.g. webhooks)
             self.store.add_metrics(self.metrics)
 
+    def follow_layout(self) -> None:
+        """As often as the heartbeat, in a thread of its own: a reshard
+        (jobsched reshard) adds shards to beat and pop in. Not in the beat:
+        a read that waits on a node failing over must not hold up the beats
+        in the other shards (their leaders would hand on this worker's work)."""
+        while not self._stopping.wait(self.ttl_ms / 3000.0):
+            try:
+                self.store.follow_layout()
+            except RedisError:
+                log.warning("cannot read the shard layout: Redis unavailable")
+
     def run(self) -> None:
+        threading.Thread(target=self.follow_layout, name="layout", daemon=True).start()
         while not self._stopping.wait(self.ttl_ms / 3000.0):
             if not self.healthy():
                 log.error("worker %s is not healthy: no heartbeat", self.worker_id)
