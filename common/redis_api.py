@@ -9,7 +9,7 @@ import redis
 
 from common.keys import Keys
 from common.redisstore import RedisError, RedisStore
-from common.shards import LAYOUT_TRIES, LayoutChanging, Shards
+from common.shards import RELAYOUT, Shards
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,10 @@ class ApiShards(Shards[ApiRedis]):
         """Queue a fire of the job in its shard (while resharding, in its new
         shard once it moved); False when ``token`` was used in the last
         ``guard_ms``."""
-        for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = self.route(job_id)
+        def write(layout, home, dest):
             outcome = self[home].enqueue(job_id, message, token, guard_ms, layout,
                                          redirect=home != dest)
             if outcome == "moved":
                 outcome = self[dest].enqueue(job_id, message, token, guard_ms, layout)
-            if outcome != "relayout":
-                return outcome == "queued"
-            self.relayout(attempt)
-        raise LayoutChanging(f"the shard layout kept changing while queuing a fire of {job_id}")
+            return RELAYOUT if outcome == "relayout" else outcome == "queued"
+        return self.routed(job_id, write)

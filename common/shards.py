@@ -5,8 +5,8 @@ layout every process follows.
 
 The layout lives in Redis (the shared ``shards`` key), so that ``jobsched
 reshard`` can change it while the system runs: each process follows it (the
-dispatcher each second, a worker at each heartbeat, the API when a write is
-refused as routed by an older layout). While a reshard runs, a process
+dispatcher each second, a worker as often as it beats, the API when a write
+is refused as routed by an older layout). While a reshard runs, a process
 serves the shards of both counts; a job's writes go first to its shard in
 the old count, which sends them on once the job has moved
 (common/lua/publish_job.lua).
@@ -38,6 +38,9 @@ S = TypeVar("S", bound=RedisStore)
 LAYOUT_TRIES = 5
 
 
+RELAYOUT = object()   # a routed write's answer: refused, route it again
+
+
 class LayoutChanging(RedisError):
     """The shard layout changed under a write more than LAYOUT_TRIES times."""
 
@@ -49,6 +52,9 @@ class _View:
     new: list[int]                       # ids of the final count's shards
     ids: list[int]                       # every shard served now
     numbers: dict[int, tuple[int, bool]]  # id -> (number, retiring)
+
+
+_NO_VIEW = _View(Layout(1), [], [], [], {})
 
 
 class Shards(Generic[S]):
@@ -90,7 +96,9 @@ class Shards(Generic[S]):
     def _adopt_locked(self, layout: Layout) -> None:
         old = [self._id_of(k) for k in shard_keys(self.prefix, layout.count)]
         new = [self._id_of(k) for k in shard_keys(self.prefix, layout.final)]
-        numbers = {i: (n, i not in new) for n, i in enumerate(old)}
+        # (Shards no longer served keep their number, for the logs.)
+        numbers = {i: (n, True) for i, (n, _) in getattr(self, "_view", _NO_VIEW).numbers.items()}
+        numbers.update({i: (n, i not in new) for n, i in enumerate(old)})
         numbers.update({i: (n, False) for n, i in enumerate(new)})
         # One object, replaced whole: other threads route by it meanwhile.
         self._view = _View(layout, old, new, old + [i for i in new if i not in old], numbers)
@@ -145,7 +153,7 @@ class Shards(Generic[S]):
     def number(self, shard: int) -> tuple[int, bool]:
         """The shard's number in its layout, and whether a reshard under
         way retires it."""
-        return self._view.numbers.get(shard, (shard, True))
+        return self._view.numbers[shard]
 
     def label(self, shard: int) -> str:
         """The shard's number ("2-old": one a reshard under way retires)."""
@@ -209,36 +217,40 @@ class Shards(Generic[S]):
         if not self.follow_layout():
             time.sleep(0.02 * (attempt + 1))
 
+    def routed(self, job_id: str, write):
+        """``write(layout, home, dest)`` (see route) until it does not answer
+        RELAYOUT, following the layout Redis holds after each refusal."""
+        for attempt in range(LAYOUT_TRIES):
+            done = write(*self.route(job_id))
+            if done is not RELAYOUT:
+                return done
+            self.relayout(attempt)
+        raise LayoutChanging(f"the shard layout kept changing while writing job {job_id}")
+
     # What every role does, routed to the job's shard (common/publish.py).
     def publish_job(self, job_id: str, *args) -> tuple[str, int | None]:
         """RedisStore.publish_job in the job's shard. While resharding, in
         its old shard, which sends the write on to the new one once the job
         has moved there (moving it first if the move is not finished)."""
-        for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = self.route(job_id)
+        def write(layout, home, dest):
             outcome, found = self[home].publish_job(job_id, *args, layout=layout,
                                                     redirect=home != dest)
             if outcome == "moved":
                 if found:
                     self[dest].move_in([(job_id, found)])
                 outcome, found = self[dest].publish_job(job_id, *args, layout=layout)
-            if outcome != "relayout":
-                return outcome, found
-            self.relayout(attempt)
-        raise LayoutChanging(f"the shard layout kept changing while writing job {job_id}")
+            return RELAYOUT if outcome == "relayout" else (outcome, found)
+        return self.routed(job_id, write)
 
     def remove_job(self, job_id: str, now_ms: int) -> None:
         """Tombstone the job in its shard (while resharding, in both: the
         fires queued in the old one before it moved are skipped too)."""
-        for attempt in range(LAYOUT_TRIES):
-            layout, home, dest = self.route(job_id)
+        def write(layout, home, dest):
             done = self[home].remove_job(job_id, now_ms, layout)
             if done and home != dest:
                 done = self[dest].remove_job(job_id, now_ms, layout)
-            if done:
-                return
-            self.relayout(attempt)
-        raise LayoutChanging(f"the shard layout kept changing while removing job {job_id}")
+            return None if done else RELAYOUT
+        self.routed(job_id, write)
 
     def ping(self) -> bool:
         return self.shared.ping()

@@ -152,13 +152,9 @@ class Reshard:
         finds its tombstone there once the old shard is gone)."""
         shards = self.shards
         for shard in shards.old:
-            by_dest: dict[int, dict[str, float]] = {}
-            for job_id, when in shards[shard].tombstones().items():
-                dest = shards.dest_of(job_id)
+            for dest, tombstones in _by_shard(shards, shards[shard].tombstones()).items():
                 if dest != shard:
-                    by_dest.setdefault(dest, {})[job_id] = when
-            for dest, tombstones in by_dest.items():
-                shards[dest].add_tombstones(tombstones)
+                    shards[dest].add_tombstones(tombstones)
 
     def _drain(self) -> None:
         shards = self.shards

@@ -47,8 +47,8 @@ def _shard_state(number: tuple[int, bool], q, now: int) -> dict:
     head_since = waiting_since(q.ready_head) if q.ready_head else None
     shard, retiring = number
     return {
-        "shard": shard, "retiring": retiring, "scheduled": q.scheduled, "ready": q.ready, "retry": q.retry,
-        "inflight": q.inflight,
+        "shard": shard, "retiring": retiring, "scheduled": q.scheduled, "ready": q.ready,
+        "retry": q.retry, "inflight": q.inflight,
         "oldestReadyAgeMs": None if head_since is None else max(0, now - head_since),
         "leader": q.leader,
         "leaseRemainingMs": q.lease_ttl_ms if q.leader and q.lease_ttl_ms > 0 else None,

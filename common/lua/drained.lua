@@ -44,8 +44,6 @@ if retired then
   for i = 7 + workers, #KEYS do
     left = left + redis.call('LLEN', KEYS[i])
   end
-end
-if retired then
   left = left + redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', KEYS[5])
     + redis.call('LLEN', KEYS[6])
 end
