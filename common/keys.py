@@ -165,6 +165,10 @@ class Keys:
     def heartbeat(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 
+    def lapsed(self, worker_id: str) -> str:
+        """When the leader first found a worker's heartbeat lapsed."""
+        return f"{self.prefix}lapsed:{worker_id}"
+
     def running(self, job_id: str) -> str:
         return f"{self.prefix}running:{job_id}"
 

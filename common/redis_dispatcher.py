@@ -130,11 +130,12 @@ class DispatcherRedis(RedisStore):
         moved = self._promote(keys=[k.leader, k.retry, k.ready], args=[leader, now_ms, limit])
         return None if moved == -1 else moved
 
-    def release_dead_worker(self, worker_id: str, leader: str,
-                            done_ttl_ms: int) -> Released | None:
-        """Leader only: hand on a worker's in-flight messages if its heartbeat
-        expired (None without the lease; nothing while it is alive)."""
-        return self.release(worker_id, self.inflight(worker_id), done_ttl_ms, leader)
+    def release_dead_worker(self, worker_id: str, leader: str, done_ttl_ms: int,
+                            beat_ms: int) -> Released | None:
+        """Leader only: hand on a worker's in-flight messages once its
+        heartbeat was found lapsed twice, ``beat_ms`` apart, with no beat
+        between (None without the lease; nothing before)."""
+        return self.release(worker_id, self.inflight(worker_id), done_ttl_ms, leader, beat_ms)
 
 
 class DispatcherShards(Shards[DispatcherRedis]):

@@ -92,7 +92,7 @@ class ReshardRedis(RedisStore):
                 k.retry, k.workers, k.leader, k.leader_since, k.wake, k.initialized,
                 k.fail_streaks, k.results, k.moved]
         for w in workers:
-            keys += [k.inflight(w), k.heartbeat(w), k.results_writing(w)]
+            keys += [k.inflight(w), k.heartbeat(w), k.lapsed(w), k.results_writing(w)]
         self.client.set(k.layout, RETIRED)
         for key in keys:   # one by one: they need not share a node
             self.client.delete(key)

@@ -34,10 +34,12 @@ class WorkerRedis(RedisStore):
 
     def beat(self, worker_id: str, ttl_ms: int) -> None:
         """A worker's heartbeat; registered again on every beat, so a flushed
-        Redis learns of the worker anew."""
+        Redis learns of the worker anew. A beat also clears a lapse the
+        leader found but has not confirmed (release_inflight.lua)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat(worker_id), "1", px=ttl_ms)
         pipe.sadd(self.keys.workers, worker_id)
+        pipe.delete(self.keys.lapsed(worker_id))
         pipe.execute()
 
     def drop_heartbeat(self, worker_id: str) -> None:

@@ -123,14 +123,15 @@ class RedisStore:
         return self.client.lrange(self.keys.inflight(worker_id), 0, -1)
 
     def release(self, worker_id: str, messages: list[bytes], done_ttl_ms: int,
-                leader: str = "") -> Released | None:
+                leader: str = "", beat_ms: int = 0) -> Released | None:
         """Hand on messages of a worker's in-flight list by their fires' marks
         (see common/lua/release_inflight.lua). Without ``leader``: the worker
-        itself gives them up (at start, what its previous life held)."""
+        itself gives them up (at start, what its previous life held). With
+        it, only once the heartbeat was found lapsed twice, ``beat_ms`` apart."""
         k = self.keys
         keys = [k.heartbeat(worker_id), k.inflight(worker_id), k.ready, k.workers, k.leader,
-                k.results_writing(worker_id), k.results]
-        args: list = [worker_id, leader, done_ttl_ms, CALLING_MARK_TTL_MS]
+                k.results_writing(worker_id), k.results, k.lapsed(worker_id)]
+        args: list = [worker_id, leader, done_ttl_ms, CALLING_MARK_TTL_MS, beat_ms]
         for raw in messages:
             mark, kind = self._mark_of(raw)
             keys.append(mark)

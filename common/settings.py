@@ -134,8 +134,9 @@ class Settings:
         "script's keys share one slot")
     redis_shards: int = setting(
         1, "JOBSCHED_SHARDS", "shards of the schedule, each with its own keys (hash-tagged "
-        "into one slot each) and its own dispatcher lease; every process must use the same "
-        "count (docs/operations.md)", minimum=1)
+        "into one slot each) and its own dispatcher lease; lays out an empty Redis only: "
+        "then every process follows the layout Redis holds (`jobsched reshard --to N` "
+        "changes it, docs/operations.md)", minimum=1)
     api_host: str = setting("127.0.0.1", "JOBSCHED_API_HOST", "API bind address")
     api_port: int = setting(8000, "JOBSCHED_API_PORT", "API port", minimum=1)
     api_processes: int = setting(2, "JOBSCHED_API_PROCESSES", "gunicorn worker processes",
@@ -164,7 +165,8 @@ class Settings:
         "fires in hand per worker (held for their time or being called)", minimum=1)
     worker_heartbeat_ttl_ms: int = setting(
         10_000, "JOBSCHED_WORKER_HEARTBEAT_TTL_MS",
-        "after this silence a worker's messages are redelivered", minimum=500)
+        "after this silence, found again a third of it later, a worker's messages are "
+        "redelivered", minimum=500)
     result_batch_size: int = setting(500, "JOBSCHED_RESULT_BATCH_SIZE", "results per INSERT",
                                      minimum=1)
     result_buffer: int = setting(

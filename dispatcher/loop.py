@@ -43,6 +43,7 @@ class Dispatcher:
         # shard -> when its workers may first be judged dead (epoch ms)
         self._reap_from: dict[int, int] = {}
         self._next_init_check = 0
+        self._beat_interval_ms = settings.worker_heartbeat_ttl_ms // 3   # the workers'
         self._next_layout_check = 0
         self.metrics = MetricsRecorder()
         self.reconciler = Reconciler(shards, sessions, settings.reconcile_interval_ms,
@@ -71,7 +72,7 @@ class Dispatcher:
         # under way) must not hold up the others.
         for shard in sorted(held):
             try:
-                self._reap(shard, now)
+                self._reap(shard, now, int((time.monotonic() - started) * 1000))
                 self._dispatch(shard, now)
             except LostLease:
                 log.warning("lease of shard %s lost during dispatch; leaving it",
@@ -81,7 +82,7 @@ class Dispatcher:
                 log.warning("shard %s cannot be reached (%s); the others go on",
                             self.shards.label(shard),
                             type(e).__name__)
-                self._hold_off_reaping(shard, now)
+                self._hold_off_reaping(shard, now + int((time.monotonic() - started) * 1000))
         try:
             self.shards.add_metrics(self.metrics)
         except RedisError:
@@ -133,14 +134,22 @@ class Dispatcher:
                 results.append(None)
         return results
 
-    def _reap(self, shard: int, now: int) -> None:
-        """Once a second per shard: hand on the messages of its dead workers."""
+    def _reap(self, shard: int, now: int, late_ms: int = 0) -> None:
+        """Once a second per shard: hand on the messages of its dead workers.
+        Not in a step ``late_ms`` behind its time by more than a beat: what
+        held it up (redis-py retrying through a failover, a cluster refusing
+        every command until a replica is promoted) held up the workers'
+        beats as well."""
+        if late_ms > self._beat_interval_ms:
+            self._hold_off_reaping(shard, now + late_ms)
+            return
         if now < self._reap_from.get(shard, 0):
             return
         self._reap_from[shard] = now + REAP_INTERVAL_MS
         self.metrics.inc("jobsched_redeliveries",
                          requeue_dead_workers(self.shards[shard], self.settings.dispatcher_id,
-                                              self.settings.fire_mark_ttl_ms))
+                                              self.settings.fire_mark_ttl_ms,
+                                              self._beat_interval_ms))
 
     def _hold_off_reaping(self, shard: int, now: int) -> None:
         """No worker of ``shard`` is judged dead for a heartbeat's lifetime:
@@ -150,6 +159,14 @@ class Dispatcher:
         a third of that time. Handing their messages on would call fires
         they are calling."""
         self._reap_from[shard] = now + self.settings.worker_heartbeat_ttl_ms
+
+    def _held_up(self, late_ms: int) -> None:
+        """A step and its wait that took a beat longer than planned (a
+        command waiting on Redis, a paused process): no shard is reaped for
+        a heartbeat's lifetime (see _reap)."""
+        if late_ms > self._beat_interval_ms:
+            for shard in self.shards.ids:
+                self._hold_off_reaping(shard, now_ms())
 
     def _seconds_until_next(self, now: int) -> float:
         wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
@@ -191,7 +208,10 @@ class Dispatcher:
             self.purger.start()
         while not self.stop_event.is_set():
             try:
-                self._wait(self.run_once(now_ms()))
+                started = time.monotonic()
+                sleep_s = self.run_once(now_ms())
+                self._wait(sleep_s)
+                self._held_up(int((time.monotonic() - started - sleep_s) * 1000))
             except RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
                 for shard in self.shards.ids:

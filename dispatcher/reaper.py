@@ -8,13 +8,15 @@ from common.redis_dispatcher import DispatcherRedis
 log = logging.getLogger(__name__)
 
 
-def requeue_dead_workers(store: DispatcherRedis, leader: str, done_ttl_ms: int) -> int:
+def requeue_dead_workers(store: DispatcherRedis, leader: str, done_ttl_ms: int,
+                         beat_ms: int) -> int:
     """Returns how many messages were redelivered (at-least-once fires and
     fires never called); at-most-once fires that may have been called are
-    recorded as FAILED instead (common/lua/release_inflight.lua)."""
+    recorded as FAILED instead (common/lua/release_inflight.lua). A worker
+    is dead once its heartbeat was found lapsed twice, a beat apart."""
     total = 0
     for worker_id in store.registered_workers():
-        released = store.release_dead_worker(worker_id, leader, done_ttl_ms)
+        released = store.release_dead_worker(worker_id, leader, done_ttl_ms, beat_ms)
         if released is None:
             return total
         if released.total:

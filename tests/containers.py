@@ -215,7 +215,8 @@ class Call:
     @classmethod
     def parse(cls, m: re.Match) -> "Call":
         arrived = datetime.fromisoformat(m["arrived"])
-        return cls(m["job"], int(m["fire"]), int(arrived.timestamp() * 1000), int(m["attempt"]))
+        # round, not int: 58.123 s is 58122.99… ms in binary floating point
+        return cls(m["job"], int(m["fire"]), round(arrived.timestamp() * 1000), int(m["attempt"]))
 
 
 def answer(predicate):

@@ -288,3 +288,12 @@ def create_job(client, **fields) -> dict:
     r = client.post("/jobs", json={**VALID_JOB, **fields})
     assert r.status_code == 201, r.get_json()
     return r.get_json()
+
+
+def judged_dead(store, worker_id: str, leader: str = "leader"):
+    """What the leader hands on of a worker whose heartbeat is gone: the
+    first finding only records the lapse, the next confirms it
+    (release_inflight.lua; here no time apart)."""
+    first = store.release_dead_worker(worker_id, leader, 60_000, 0)
+    assert first is None or first.total == 0
+    return store.release_dead_worker(worker_id, leader, 60_000, 0)

@@ -1,13 +1,21 @@
 """The dispatcher's loop driven by time: run_once(now) against real Redis and
 a real database, no sleeping."""
+import threading
+import time
+
+from common.keys import Keys
 from common.message import FireMessage, JobSpec
 from common.models import Execution, Job
 from common.redis_dispatcher import DispatcherShards
+from common.redisstore import connect
 from common.settings import Settings
 from common.timeutil import now_ms
 from dispatcher.loop import Dispatcher
 from common.schedule import Timing
 from dispatcher.dispatch import NextFire, next_fire_after
+from tests.backends import BundledRedis
+from tests.conftest import EveryRole
+from tests.support import wait_until
 
 EVERY_SECOND = Timing("* * * * * *")
 
@@ -294,3 +302,59 @@ def test_specs_leave_defaults_out_and_read_back_whole():
     old = (b'{"v":1,"id":"j","schedule":"* * * * * *","tz":"UTC","start":null,"end":7,'
            b'"runAt":null,"url":"u","method":"POST","type":"ATLEAST_ONCE","timeoutMs":5}')
     assert timing_of_spec(old) == Timing("* * * * * *", end_ms=7)
+
+
+def test_a_leader_held_up_by_redis_gives_live_workers_a_beat_before_judging_them(
+        backend, sessions, tmp_path):
+    """Redis stops answering for longer than a heartbeat lives (CLIENT PAUSE
+    here; in production a cluster refusing every command until a replica is
+    promoted, which redis-py rides out by retrying for seconds). The
+    leader's commands wait, and so do the workers' beats: when Redis answers
+    again the heartbeat has lapsed, and the live worker's beat may land a
+    little after the leader's commands. The leader waits a beat before
+    handing its calls on; a worker that does not beat again is judged dead."""
+    own_redis = BundledRedis(tmp_path)
+    client = connect(own_redis.url, socket_timeout=10)
+    store = EveryRole(client, Keys(backend.prefix))
+    settings = Settings(database_url=backend.database_url, redis_url=own_redis.url,
+                        redis_prefix=backend.prefix, dispatcher_id="d1",
+                        worker_heartbeat_ttl_ms=1500, leader_lease_ms=6000)
+    d = Dispatcher(settings, DispatcherShards([store]), sessions)
+    leader = threading.Thread(target=d.run_forever, daemon=True)
+    beating, stopped = threading.Event(), threading.Event()
+
+    def live_worker():
+        while not stopped.is_set():
+            beating.wait()
+            store.beat("live", 1500)
+            stopped.wait(0.5)
+    beats = threading.Thread(target=live_worker, daemon=True)
+    leader.start()
+    try:
+        wait_until(lambda: d.leases.held == {0}, message="the lease taken")
+        time.sleep(1.6)   # a new leader reaps after a heartbeat's lifetime
+        spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
+                       url="http://127.0.0.1:1/").to_json()
+        live, dead = FireMessage.encode("live", spec, T0), FireMessage.encode("dead", spec, T0)
+        for worker, message in (("live", live), ("dead", dead)):
+            client.rpush(store.keys.inflight(worker), message)
+        store.beat("dead", 1500)
+        beating.set()
+        beats.start()
+        wait_until(lambda: client.exists(store.keys.heartbeat("live")))
+        beating.clear()    # its beats wait on Redis too, and land after the leader's
+        client.execute_command("CLIENT", "PAUSE", 2500, "ALL")
+        time.sleep(2.7)
+        beating.set()
+        wait_until(lambda: client.llen(store.keys.inflight("dead")) == 0, 5,
+                   message="the worker that beats no more judged dead")
+        assert client.lrange(store.keys.inflight("live"), 0, -1) == [live.encode()]
+        assert [(m.execution_id, m.redeliveries) for m in ready_messages(store)] == \
+            [(f"dead:{T0}", 1)]
+    finally:
+        stopped.set()
+        beating.set()
+        d.stop_event.set()
+        leader.join(10)
+        client.close()
+        own_redis.stop()

@@ -9,6 +9,7 @@ import pytest
 
 from common.message import (MESSAGE_FORMAT, FireMessage, JobSpec, timing_of_spec,
                             version_of_spec, waiting_since)
+from tests.support import judged_dead
 
 LUA = Path(__file__).resolve().parent.parent / "common" / "lua"
 SPEC = JobSpec(id="j", version=3, schedule="* * * * * *", timezone="UTC",
@@ -103,7 +104,7 @@ def test_lua_hands_on_format_1_and_2_messages_it_finds_in_flight(store, kind):
                                        old.skip["count"], old.skip["reason"])).encode()
     store.hold_lease("leader", 5000)
     store.client.rpush(store.keys.inflight("w1"), FORMAT_1[kind], current)
-    assert store.release_dead_worker("w1", "leader", 60_000).requeued == 2
+    assert judged_dead(store, "w1").requeued == 2
     back = sorted(map(FireMessage.decode, store.client.lrange(store.keys.ready, 0, -1)),
                   key=lambda m: m.fire_ms)
     assert [m.fire_ms for m in back] == [old.fire_ms, later]
@@ -121,7 +122,7 @@ def test_lua_marks_a_lost_at_most_once_call_in_either_format(store):
     store.hold_lease("leader", 5000)
     store.client.rpush(store.keys.inflight("w1"), old)
     assert store.begin_fires("w1", [(FireMessage.decode(old), False)]) == ["go"]
-    assert store.release_dead_worker("w1", "leader", 60_000).lost == 1
+    assert judged_dead(store, "w1").lost == 1
     (raw,) = store.client.lrange(store.keys.ready, 0, -1)
     lost = FireMessage.decode(raw)
     assert lost.lost and lost.execution_id == "m:1000" and lost.redeliveries == 0

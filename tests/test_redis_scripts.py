@@ -2,8 +2,10 @@
 rescheduling that yields to a concurrent API write, the guarded publish,
 per-fire marks, and handing on the messages of dead workers."""
 import json
+import time
 
 from common.message import FireMessage, JobSpec
+from tests.support import judged_dead
 
 
 GRACE = 60_000
@@ -197,15 +199,34 @@ def test_dead_worker_messages_are_requeued_with_a_redelivery_mark(store):
     raw = FireMessage.encode("j", spec("j"), 1000)
     in_flight(store, "w1", raw)
     store.client.set(k.heartbeat("w1"), "1", px=5000)
-    assert store.release_dead_worker("w1", "leader", 60_000).total == 0  # still alive
-    assert store.release_dead_worker("w1", "not-leader", 60_000) is None
+    assert store.release_dead_worker("w1", "leader", 60_000, 0).total == 0  # still alive
+    assert store.release_dead_worker("w1", "not-leader", 60_000, 0) is None
     store.client.delete(k.heartbeat("w1"))
-    assert store.release_dead_worker("w1", "leader", 60_000).requeued == 1
+    # Found lapsed once: not yet; a beat apart, with no beat between: dead.
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).total == 0
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).total == 0
+    time.sleep(0.25)
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).requeued == 1
     (requeued,) = store.client.lrange(k.ready, 0, -1)
     msg = FireMessage.decode(requeued)
     assert (msg.execution_id, msg.redeliveries, msg.attempt) == ("j:1000", 1, 1)
     assert store.client.llen(k.inflight("w1")) == 0
     assert not store.client.sismember(k.workers, "w1")
+
+
+def test_a_beat_between_the_two_findings_of_a_lapse_keeps_the_worker_alive(store):
+    """Redis stopped answering past a heartbeat's lifetime: the leader found
+    the lapse, then the worker beat; the lapse found later is a new one."""
+    k = store.keys
+    store.hold_lease("leader", 5000)
+    in_flight(store, "w1", FireMessage.encode("j", spec("j"), 1000))
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).total == 0
+    store.beat("w1", 1)   # its beat, lapsed again a millisecond later
+    time.sleep(0.25)
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).total == 0
+    assert store.client.llen(k.inflight("w1")) == 1
+    time.sleep(0.25)
+    assert store.release_dead_worker("w1", "leader", 60_000, 200).requeued == 1
 
 
 def test_a_dead_workers_marked_calls_go_by_their_type(store):
@@ -221,7 +242,7 @@ def test_a_dead_workers_marked_calls_go_by_their_type(store):
     assert store.begin_fires("w1", [(FireMessage.decode(m), False) for m in (least, most)]) == \
         ["go", "go"]
     store.client.set(k.fire_mark("other:1000", 1), "w2")
-    released = store.release_dead_worker("w1", "leader", 60_000)
+    released = judged_dead(store, "w1")
     assert (released.requeued, released.lost, released.dropped) == (2, 1, 1)
     ready = {m.spec.id: m for m in map(FireMessage.decode, store.client.lrange(k.ready, 0, -1))}
     assert set(ready) == {"least", "most", "fresh"}
@@ -302,7 +323,7 @@ def test_only_the_copy_the_reaper_queued_may_call(store):
     store.hold_lease("leader", 5000)
     raw = FireMessage.encode("j", spec("j"), 1000)
     in_flight(store, "w1", raw)
-    assert store.release_dead_worker("w1", "leader", 60_000).requeued == 1
+    assert judged_dead(store, "w1").requeued == 1
     (copy,) = store.client.lrange(k.ready, 0, -1)
     assert store.client.get(k.fire_mark("j:1000", 1)) == b"r:1"
     assert store.begin_fires("w1", [(FireMessage.decode(raw), False)]) == ["taken"]
@@ -444,7 +465,7 @@ def test_spooled_results_leave_with_their_messages_and_come_back_from_a_dead_wri
     assert store.take_results("w2", 10) == [b"entry-a"]
     assert store.take_results("w2", 10) == [b"entry-a"]   # still its own to finish
     store.client.sadd(k.workers, "w2")
-    store.release_dead_worker("w2", "leader", 60_000)
+    judged_dead(store, "w2")
     assert store.client.lrange(k.results, 0, -1) == [b"entry-a"]
     assert store.take_results("w3", 10) == [b"entry-a"]
     store.results_written("w3")

@@ -15,32 +15,53 @@
 -- holds if it was only stalled.
 -- Records (skip, lost) are never called: they always go back. Spooled
 -- results the worker had taken to write go back to the spool.
+-- The leader judges a worker dead when it finds its heartbeat lapsed twice,
+-- at least a beat apart by Redis's clock, with no beat between (each beat
+-- deletes `lapsed`). Once is not enough: when Redis stops answering for
+-- longer than a heartbeat lives (a cluster failing over refuses every
+-- command until a replica is promoted), the leader's command, waiting
+-- too, may run first when Redis answers again, before the live worker's
+-- next beat.
 -- KEYS[1] heartbeat  KEYS[2] inflight  KEYS[3] ready  KEYS[4] workers  KEYS[5] leader
--- KEYS[6] results-writing:<worker>  KEYS[7] results
--- KEYS[7+i] the mark of message i
+-- KEYS[6] results-writing:<worker>  KEYS[7] results  KEYS[8] lapsed:<worker>
+-- KEYS[8+i] the mark of message i
 -- ARGV[1] worker id  ARGV[2] leader id, or '' when the worker itself gives
 -- up (no lease or heartbeat check)  ARGV[3] time-to-live of a done mark (ms)
 -- ARGV[4] time-to-live of a mark naming the copy sent back (ms)
+-- ARGV[5] the beat: how long after the first finding the lapse is confirmed (ms)
 -- then per message, two values: the message and its kind: 'L' ATLEAST_ONCE,
 -- 'M' ATMOST_ONCE, 'R' a record
 -- Returns {requeued, lost, dropped}, -1 without the lease, -2 while the
--- worker's heartbeat is alive.
+-- worker's heartbeat is alive or its lapse is not confirmed yet.
 if ARGV[2] ~= '' then
   if redis.call('GET', KEYS[5]) ~= ARGV[2] then
     return -1
   end
   if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('DEL', KEYS[8])
     return -2
   end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local first = tonumber(redis.call('GET', KEYS[8]))
+  if not first then
+    -- (Its lifetime only bounds a leak: a release deletes it.)
+    redis.call('SET', KEYS[8], now, 'PX', 3600000)
+    return -2
+  end
+  if now - first < tonumber(ARGV[5]) then
+    return -2
+  end
+  redis.call('DEL', KEYS[8])
 end
 local requeued, lost, dropped = 0, 0, 0
 while redis.call('LMOVE', KEYS[6], KEYS[7], 'RIGHT', 'LEFT') do end
-for i = 1, #KEYS - 7 do
-  local message, kind = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+for i = 1, #KEYS - 8 do
+  local message, kind = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   if redis.call('LREM', KEYS[2], 1, message) == 1 then
     local ok, fields = pcall(cjson.decode, message)
     local n = ok and type(fields) == 'table' and tonumber(fields['r'])
-    local mark = KEYS[7 + i]
+    local mark = KEYS[8 + i]
     local holder = kind ~= 'R' and redis.call('GET', mark)
     -- This worker's mark: its id, or a ticket of one of its messages.
     local mine = holder and (holder == ARGV[1] or
