@@ -15,6 +15,7 @@ bench/results/.
     .venv/bin/pip install -r bench/requirements.txt   # peer and plot
     .venv/bin/python bench/run.py --jobs 100 1000 3000 --seconds 60 --peer apscheduler --plot
     .venv/bin/python bench/run.py --jobs 1000 3000 --seconds 30 --redis single cluster
+    .venv/bin/python bench/run.py --compare apscheduler --search   # the ratios (bench/ratios.py)
 
 The dispatcher alone, the idle cost of 1M jobs and the API's creation rate
 have their own scripts: bench/dispatcher_bench.py, bench/api_bench.py.
@@ -329,7 +330,7 @@ def print_tables(results: list[dict]) -> None:
         busy = f"; {r['cpuCoresBusy']} cores" if "cpuCoresBusy" in r else ""
         print(f"  {r['system']} {r['jobs']} jobs: {parts}{busy}")
     ours = {r["jobs"]: r for r in results if r["system"] == "jobsched"}
-    for peer in (r for r in results if r["system"] != "jobsched"):
+    for peer in (r for r in results if r["system"] != "jobsched" and r["jobs"] in ours):
         mine = ours[peer["jobs"]]
         print(f"  ratio at {peer['jobs']} jobs, {peer['system']} / jobsched: lateness p99 "
               f"{peer['latenessMs']['p99']} / {mine['latenessMs']['p99']} ms, executed "
@@ -351,14 +352,28 @@ def main() -> None:
     parser.add_argument("--backend", choices=["mysql", "sqlite"], default="mysql")
     parser.add_argument("--target", choices=["auto", "nginx", "asyncio"], default="auto",
                         help="auto: nginx when installed (apt-get install nginx-light)")
-    parser.add_argument("--peer", choices=["apscheduler"],
+    parser.add_argument("--peer", "--compare", dest="peer", choices=["apscheduler"],
                         help="also run the same N on a peer (pip install -r bench/requirements.txt)")
+    parser.add_argument("--search", action="store_true",
+                        help="with --compare: search each system's ceiling and print the "
+                        "ratios (bench/ratios.py); --jobs is then ignored")
+    parser.add_argument("--start", type=int, default=1000,
+                        help="--search: jobsched's first N (APScheduler's is an eighth)")
+    parser.add_argument("--limit", type=int, default=64_000, help="--search: the largest N tried")
+    parser.add_argument("--precision-jobs", type=int, default=1000,
+                        help="--search: the N at which lateness and CPU are compared")
     parser.add_argument("--redis", nargs="+", choices=["single", "cluster"], default=["single"],
                         help="cluster: a local Redis Cluster of three masters, three replicas")
     parser.add_argument("--shards", type=int, default=3, help="JOBSCHED_SHARDS on the cluster")
     parser.add_argument("--plot", action="store_true",
                         help="write a PNG of lateness vs N beside the JSON (needs matplotlib)")
     args = parser.parse_args()
+    if args.search:
+        if args.peer != "apscheduler":
+            parser.error("--search compares: give --compare apscheduler")
+        from ratios import compare
+        compare(args)
+        return
     results = []
     for n in args.jobs:
         for mode in args.redis:
