@@ -10,6 +10,7 @@ the hash, the counters restart from zero, which Prometheus treats as a reset.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import threading
 from collections import Counter
@@ -44,7 +45,14 @@ HISTOGRAMS = {
 def field(name: str, labels: dict, part: str = "") -> str:
     """The hash field of one series (``part``: "" for counters; a bucket
     bound, "sum" or "count" for histograms)."""
-    return json.dumps([name, dict(sorted(labels.items())), part])
+    return _field(name, tuple(sorted(labels.items())), part)
+
+
+@functools.lru_cache(maxsize=4096)
+def _field(name: str, labels: tuple, part: str) -> str:
+    # Memoized: a worker names a few fields a few times per call (labels
+    # take a handful of values each).
+    return json.dumps([name, dict(labels), part])
 
 
 def parse_field(raw: str) -> tuple[str, dict, str]:
