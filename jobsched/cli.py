@@ -19,7 +19,7 @@ COMMANDS = {
     "reshard": "move the schedule into another number of shards while the system runs "
                "(--to M)",
     "embedded": "run everything on this machine: SQLite, bundled Redis, api, dispatcher, "
-                "2 workers",
+                "a worker per core",
 }
 
 

