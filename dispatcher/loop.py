@@ -6,6 +6,7 @@ and dispatches each shard it leads."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from functools import partial
@@ -44,6 +45,7 @@ class Dispatcher:
         self._reap_from: dict[int, int] = {}
         self._next_init_check = 0
         self._beat_interval_ms = settings.worker_heartbeat_ttl_ms // 3   # the workers'
+        self._stall_hold_off: dict[int, int] = {}   # shard -> last hold-off after a stall
         self._next_layout_check = 0
         self.metrics = MetricsRecorder()
         self.reconciler = Reconciler(shards, sessions, settings.reconcile_interval_ms,
@@ -72,7 +74,8 @@ class Dispatcher:
         # under way) must not hold up the others.
         for shard in sorted(held):
             try:
-                self._reap(shard, now, int((time.monotonic() - started) * 1000))
+                late_ms = int((time.monotonic() - started) * 1000)
+                self._reap(shard, now + late_ms, late_ms)
                 self._dispatch(shard, now)
             except LostLease:
                 log.warning("lease of shard %s lost during dispatch; leaving it",
@@ -136,13 +139,12 @@ class Dispatcher:
 
     def _reap(self, shard: int, now: int, late_ms: int = 0) -> None:
         """Once a second per shard: hand on the messages of its dead workers.
-        Not in a step ``late_ms`` behind its time by more than a beat: what
-        held it up (redis-py retrying through a failover, a cluster refusing
-        every command until a replica is promoted) held up the workers'
-        beats as well."""
+        Not right after a step ran ``late_ms`` behind its time by more than a
+        beat: what held it up (redis-py retrying through a failover, a
+        cluster refusing every command until a replica is promoted) held up
+        the workers' beats as well."""
         if late_ms > self._beat_interval_ms:
-            self._hold_off_reaping(shard, now + late_ms)
-            return
+            self._hold_off_after_stall(shard, now)
         if now < self._reap_from.get(shard, 0):
             return
         self._reap_from[shard] = now + REAP_INTERVAL_MS
@@ -160,13 +162,22 @@ class Dispatcher:
         they are calling."""
         self._reap_from[shard] = now + self.settings.worker_heartbeat_ttl_ms
 
-    def _held_up(self, late_ms: int) -> None:
-        """A step and its wait that took a beat longer than planned (a
-        command waiting on Redis, a paused process): no shard is reaped for
-        a heartbeat's lifetime (see _reap)."""
+    def _hold_off_after_stall(self, shard: int, now: int) -> None:
+        """After a step or a wait that took a beat longer than planned (see
+        _reap), but not again for two heartbeat lifetimes: a dispatcher whose
+        every step runs late still judges dead workers in the lifetime that
+        follows each hold-off (release_inflight.lua confirms each lapse a
+        beat later in any case)."""
+        lifetime = self.settings.worker_heartbeat_ttl_ms
+        if now >= self._stall_hold_off.get(shard, -math.inf) + 2 * lifetime:
+            self._stall_hold_off[shard] = now
+            self._hold_off_reaping(shard, now)
+
+    def _held_up(self, late_ms: int, now: int) -> None:
+        """The last step and its wait took ``late_ms`` longer than planned."""
         if late_ms > self._beat_interval_ms:
             for shard in self.shards.ids:
-                self._hold_off_reaping(shard, now_ms())
+                self._hold_off_after_stall(shard, now)
 
     def _seconds_until_next(self, now: int) -> float:
         wait = min(MAX_SLEEP_S, self.settings.leader_lease_ms / 3000.0)
@@ -211,7 +222,7 @@ class Dispatcher:
                 started = time.monotonic()
                 sleep_s = self.run_once(now_ms())
                 self._wait(sleep_s)
-                self._held_up(int((time.monotonic() - started - sleep_s) * 1000))
+                self._held_up(int((time.monotonic() - started - sleep_s) * 1000), now_ms())
             except RedisError:
                 log.warning("Redis unavailable; retrying", exc_info=True)
                 for shard in self.shards.ids:

@@ -358,3 +358,25 @@ def test_a_leader_held_up_by_redis_gives_live_workers_a_beat_before_judging_them
         leader.join(10)
         client.close()
         own_redis.stop()
+
+
+def test_a_leader_whose_every_step_runs_late_still_judges_dead_workers(
+        backend, store, sessions):
+    """A step that runs a beat late holds off reaping (what held it up may
+    have held up the workers' beats), but not again for two heartbeat
+    lifetimes: a leader whose every step runs late still hands on the calls
+    of a worker that is gone."""
+    d = make_dispatcher(backend, store, sessions, worker_heartbeat_ttl_ms=1500)
+    d.run_once(T0)   # takes the lease
+    spec = JobSpec(id="j", version=1, schedule="* * * * * *", timezone="UTC",
+                   url="http://127.0.0.1:1/").to_json()
+    store.client.rpush(store.keys.inflight("gone"), FireMessage.encode("gone", spec, T0))
+    store.client.sadd(store.keys.workers, "gone")
+    steps = iter(range(T0 + 2000, T0 + 600_000, 1000))   # each step 2 s behind
+
+    def late_step() -> bool:
+        d._reap(0, next(steps), late_ms=2000)
+        return store.client.llen(store.keys.inflight("gone")) == 0
+    # (Polled in real time: the lapse is confirmed by Redis's clock.)
+    wait_until(late_step, 15, interval=0.25, message="the calls of the gone worker handed on")
+    assert [m.execution_id for m in ready_messages(store)] == [f"gone:{T0}"]
