@@ -38,7 +38,7 @@ from pathlib import Path
 import requests
 
 from run import (cpu_seconds, first_arrivals, free_port, percentile, print_tables, scenario,
-                 target_capacity, wait_for, write_results)
+                 wait_for, write_results)
 from targets import start_target
 
 from common.targets import DenyList
@@ -71,13 +71,17 @@ def search(probe, start: int, limit: int) -> tuple[int, list[dict]]:
     """The largest N that ``probe(N)`` holds, doubling from ``start`` up to
     ``limit`` then bisecting; 0 if not even ``start``. Returns it and every
     probe's result."""
-    results, best, failed = [], 0, None
-    n = start
+    results = []
+
+    def holds(n: int) -> bool:
+        results.append(probe(n))
+        ok = held(results[-1])
+        print(f"  {results[-1]['system']} {n}: {'held' if ok else 'not held'}", flush=True)
+        return ok
+
+    best, failed, n = 0, None, start
     while failed is None and n <= limit:
-        result = probe(n)
-        results.append(result)
-        print(f"  {result['system']} {n}: {'held' if held(result) else 'not held'}", flush=True)
-        if held(result):
+        if holds(n):
             best, n = n, n * 2
         else:
             failed = n
@@ -85,10 +89,7 @@ def search(probe, start: int, limit: int) -> tuple[int, list[dict]]:
         return best, results
     while failed - best > max(1, BRACKET * best):
         n = (best + failed) // 2
-        result = probe(n)
-        results.append(result)
-        print(f"  {result['system']} {n}: {'held' if held(result) else 'not held'}", flush=True)
-        if held(result):
+        if holds(n):
             best = n
         else:
             failed = n
@@ -178,7 +179,6 @@ def compare(args) -> None:
     def peers(n):
         return apscheduler_scenario(args, n)
 
-    capacity = _capacity(args)
     runs = []
     ceiling, probes = search(ours, args.start, args.limit)
     runs += probes
@@ -201,26 +201,14 @@ def compare(args) -> None:
                 "apscheduler": scheduler_rate(DISPATCHER_JOBS),
                 "burst": burst(BURST_JOBS, 3)}
     print_tables([r for r in runs if r["system"] not in ("target alone",)])
+    capacity = mine["targetCapacityRps"]   # (measured before each jobsched run)
     table = "\n".join([ratio_table(ceiling, peer_ceiling, mine, peer, alone, capacity, args),
                        *([embedded_row(embedded, ceiling)] if args.embedded else []),
                        dispatcher_rows(dispatch)])
     print(table)
     write_results("compare", runs, args=vars(args), ratios=table, dispatcher=dispatch,
                   cpu=cpu_model(), ceilings={"jobsched": ceiling, "apscheduler": peer_ceiling},
-                  targetCapacityRps=round(capacity))
-
-
-def _capacity(args) -> float:
-    workdir = Path(tempfile.mkdtemp(prefix="jobsched-capacity-"))
-    port = free_port()
-    target = start_target(args.target, port, workdir)
-    try:
-        url = f"http://127.0.0.1:{port}/hook"
-        wait_for(lambda: requests.post(url, timeout=1).ok, 10, "target")
-        return target_capacity(url)
-    finally:
-        target.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+                  targetCapacityRps=capacity)
 
 
 def ratio(a, b) -> str:
